@@ -1,0 +1,93 @@
+"""Every metric of the process, defined once (public contract 4), and the HTTP endpoints.
+
+Names carry the ``indexer_`` prefix, base units, ``_total`` for counters; every series is
+labelled by ``chain`` so one dashboard and one alert rule serve every chain.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+CHAIN_INFO = Gauge(
+    "indexer_chain_info",
+    "Static facts of a configured chain (value is always 1).",
+    ["chain", "chain_id", "block_time_seconds", "finality_depth"],
+    registry=REGISTRY,
+)
+CHAIN_HEAD_BLOCK = Gauge(
+    "indexer_chain_head_block", "Latest block number reported by the RPC.", ["chain"],
+    registry=REGISTRY,
+)
+SAFE_BLOCK = Gauge(
+    "indexer_safe_block", "Head minus the chain's finality depth.", ["chain"], registry=REGISTRY
+)
+INDEXED_BLOCK = Gauge(
+    "indexer_indexed_block",
+    "Watermark: every block up to this one is indexed.",
+    ["chain"],
+    registry=REGISTRY,
+)
+LAG_BLOCKS = Gauge(
+    "indexer_lag_blocks", "Chain head minus the indexed watermark.", ["chain"], registry=REGISTRY
+)
+LAG_SECONDS = Gauge(
+    "indexer_lag_seconds",
+    "Seconds between the head block's time and the watermark block's time.",
+    ["chain"],
+    registry=REGISTRY,
+)
+BACKLOG_RANGES = Gauge(
+    "indexer_backlog_ranges", "Ranges planned but not yet done.", ["chain"], registry=REGISTRY
+)
+EVENTS_WRITTEN = Counter(
+    "indexer_events_written_total",
+    "Event rows committed to Postgres.",
+    ["chain", "table"],
+    registry=REGISTRY,
+)
+DECODE_FAILURES = Counter(
+    "indexer_decode_failures_total",
+    "Logs that matched a configured address and topic0 but did not decode.",
+    ["chain", "table"],
+    registry=REGISTRY,
+)
+BLOCKS_INDEXED = Counter(
+    "indexer_blocks_indexed_total", "Blocks covered by committed ranges.", ["chain"],
+    registry=REGISTRY,
+)
+RANGES_DONE = Counter(
+    "indexer_ranges_done_total", "Block ranges committed.", ["chain", "stage"], registry=REGISTRY
+)
+RANGE_SIZE_BLOCKS = Gauge(
+    "indexer_range_size_blocks", "Current planned range size.", ["chain"], registry=REGISTRY
+)
+STAGE_SECONDS = Counter(
+    "indexer_stage_seconds_total",
+    "Wall time spent per pipeline stage (fetch, decode, write).",
+    ["chain", "stage"],
+    registry=REGISTRY,
+)
+RPC_REQUESTS = Counter(
+    "indexer_rpc_requests_total",
+    "JSON-RPC requests by endpoint, method and outcome.",
+    ["chain", "endpoint", "method", "outcome"],
+    registry=REGISTRY,
+)
+RPC_DURATION = Histogram(
+    "indexer_rpc_request_duration_seconds",
+    "JSON-RPC request duration.",
+    ["chain", "endpoint", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+REORGS = Counter(
+    "indexer_reorgs_total", "Reorgs detected.", ["chain"], registry=REGISTRY
+)
+REORG_DEPTH = Gauge(
+    "indexer_reorg_depth_blocks", "Depth of the last reorg.", ["chain"], registry=REGISTRY
+)
+
+# Outcomes of an RPC request, as used in the ``outcome`` label.
+OUTCOMES = ("ok", "range_too_large", "rate_limited", "node_behind", "timeout", "error")
