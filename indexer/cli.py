@@ -1,0 +1,222 @@
+"""The ``indexer`` command (public contract 1)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from indexer import __version__
+
+log = logging.getLogger("indexer")
+
+EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="indexer", description="Index EVM contract events into Postgres.")
+    p.add_argument("--version", action="version", version=f"indexer {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="index one or more chains")
+    run.add_argument("--chain", action="append", required=True, metavar="NAME|PATH",
+                     help="chains/NAME.yaml, a shipped chain, or a path; repeat for several")
+    run.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="worker processes on this host (default 1)")
+    run.add_argument("--until", type=int, metavar="BLOCK", help="index up to BLOCK, then exit")
+    run.add_argument("--once", action="store_true", help="index up to the safe head, then exit")
+    run.add_argument("--concurrency", type=int, default=4, metavar="K",
+                     help="units in flight per chain and process (default 4)")
+    run.add_argument("--target-logs", type=int, default=10_000, metavar="N",
+                     help="logs per eth_getLogs the range size aims at (default 10000)")
+    run.add_argument("--shard", help=argparse.SUPPRESS)  # INDEX/COUNT/SPAN, set by --workers
+
+    st = sub.add_parser("status", help="per chain: head, indexed block, lag, rows per table")
+    st.add_argument("--chain", action="append", metavar="NAME|PATH")
+    st.add_argument("--json", action="store_true")
+
+    sub.add_parser("migrate", help="create or upgrade the system tables")
+
+    ch = sub.add_parser("chain", help="chain files")
+    chsub = ch.add_subparsers(dest="chain_command", required=True)
+    chk = chsub.add_parser("check", help="validate a chain file, its ABIs and its RPC")
+    chk.add_argument("chain", metavar="NAME|PATH")
+
+    db = sub.add_parser("db", help="the database in use (embedded when DATABASE_URL is unset)")
+    db.add_argument("action", choices=["url", "psql", "stop"])
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from indexer.config import ConfigError
+
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "db":
+            return _db(args.action)
+        return _with_loop(_COMMANDS[args.command](args))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _with_loop(coro: object) -> int:
+    import uvloop
+
+    return int(uvloop.run(coro))  # type: ignore[arg-type]
+
+
+def database_url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    from indexer import pgembed
+
+    url = pgembed.start()
+    log.info("DATABASE_URL is not set: using the embedded Postgres in %s", Path(".indexer/pgdata").resolve())
+    return url
+
+
+def schema_name() -> str:
+    return os.environ.get("INDEXER_SCHEMA", "chaindata")
+
+
+def redact_url(url: str) -> str:
+    """A database URL without its password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+# -- run ---------------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    from indexer.config import load_chains
+
+    chains = load_chains(args.chain)  # every file validated before any work starts
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.workers > 1 and args.shard is None:
+        return _run_workers(args, chains)
+    from indexer.app import run_chains
+
+    shard = None
+    if args.shard:
+        index, count, span = (int(x) for x in args.shard.split("/"))
+        shard = (index, count, span)
+    return _with_loop(run_chains(
+        chains, once=args.once, until=args.until, concurrency=args.concurrency,
+        target_logs=args.target_logs, shard=shard,
+    ))
+
+
+def _run_workers(args: argparse.Namespace, chains: list) -> int:
+    """Start ``--workers`` processes that split the blocks on a fixed grid (one host, no Redis).
+
+    The grid span is chosen so each worker gets many slices of the work left."""
+    from indexer.app import work_span
+
+    url = database_url()
+    span = _with_loop(work_span(chains, args.workers))
+    base_port = int(os.environ.get("INDEXER_METRICS_PORT", "9464"))
+    procs: list[subprocess.Popen[bytes]] = []
+    for i in range(args.workers):
+        argv = [sys.executable, "-m", "indexer", "run", "--shard", f"{i}/{args.workers}/{span}",
+                "--concurrency", str(args.concurrency), "--target-logs", str(args.target_logs)]
+        for c in args.chain:
+            argv += ["--chain", c]
+        if args.once:
+            argv.append("--once")
+        if args.until is not None:
+            argv += ["--until", str(args.until)]
+        env = dict(os.environ, DATABASE_URL=url, INDEXER_WORKER=f"worker-{i}")
+        env["INDEXER_METRICS_PORT"] = str(base_port + i if base_port else 0)
+        procs.append(subprocess.Popen(argv, env=env))
+    log.info("started %d workers (grid of %d blocks)", len(procs), span)
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait()
+        return EXIT_INTERRUPTED
+    return max(codes)
+
+
+# -- other commands ----------------------------------------------------------------------------
+
+
+async def _migrate(args: argparse.Namespace) -> int:
+    from indexer.sink.postgres import Database
+
+    db = await Database.connect(database_url(), schema_name(), max_size=1)
+    try:
+        applied = await db.migrate()
+    finally:
+        await db.close()
+    print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+    return 0
+
+
+async def _status(args: argparse.Namespace) -> int:
+    from indexer.status import status
+
+    return await status(args.chain, as_json=args.json, url=database_url(), schema=schema_name())
+
+
+async def _chain_check(args: argparse.Namespace) -> int:
+    from indexer.status import check_chain
+
+    return await check_chain(args.chain)
+
+
+async def _chain(args: argparse.Namespace) -> int:
+    return await _chain_check(args)
+
+
+_COMMANDS = {"migrate": _migrate, "status": _status, "chain": _chain}
+
+
+def _db(action: str) -> int:
+    from indexer import pgembed
+
+    if action == "stop":
+        if os.environ.get("DATABASE_URL"):
+            print("DATABASE_URL is set: nothing embedded to stop", file=sys.stderr)
+            return 1
+        print("stopped" if pgembed.stop() else "the embedded Postgres was not running")
+        return 0
+    url = database_url()
+    if action == "url":
+        print(url)
+        return 0
+    psql = "psql"
+    if not os.environ.get("DATABASE_URL"):
+        psql = pgembed.psql_command(url).split(" ")[0]
+    return subprocess.call([psql, url])
+

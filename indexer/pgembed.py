@@ -1,0 +1,60 @@
+"""The embedded Postgres used when ``DATABASE_URL`` is unset: a server from the ``pgserver``
+wheel with its data under ``.indexer/pgdata``, left running after the process exits so the
+data can be queried; ``indexer db stop`` stops it."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOME = Path(".indexer")
+
+
+class EmbeddedUnavailable(RuntimeError):
+    pass
+
+
+def _bin(name: str) -> Path:
+    try:
+        from pgserver._commands import POSTGRES_BIN_PATH  # type: ignore[import-untyped]
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise EmbeddedUnavailable(
+            "DATABASE_URL is not set and the embedded Postgres is not installed: "
+            "pip install 'indexer[embedded]' or set DATABASE_URL=postgresql://..."
+        ) from e
+    return Path(POSTGRES_BIN_PATH) / name
+
+
+def start(home: Path = DEFAULT_HOME) -> str:
+    """Start (or reuse) the embedded server; returns its connection URL."""
+    _bin("postgres")
+    import pgserver  # type: ignore[import-untyped]
+
+    data = (home / "pgdata").resolve()
+    data.parent.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data, cleanup_mode=None)
+    return str(server.get_uri())
+
+
+def psql_command(url: str) -> str:
+    return f"{_bin('psql')} '{url}'"
+
+
+def stop(home: Path = DEFAULT_HOME) -> bool:
+    data = (home / "pgdata").resolve()
+    if not (data / "postmaster.pid").exists():
+        return False
+    subprocess.run(
+        [str(_bin("pg_ctl")), "-D", str(data), "-w", "stop"], check=False,
+        capture_output=True, user="pgserver" if _running_as_root() else None,
+    )
+    return True
+
+
+def _running_as_root() -> bool:
+    import os
+
+    return os.geteuid() == 0

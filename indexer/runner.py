@@ -1,0 +1,277 @@
+"""The loop of one chain: plan -> claim a unit -> fetch/decode -> commit -> record progress.
+
+Several units are in flight at once (``concurrency``); each one's rows and range record commit
+in one transaction, in any order. The watermark is the highest block below which every source is
+done. Without ``once``/``until`` the loop keeps following the safe head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from indexer import metrics
+from indexer.pipeline import ChainPipeline, UnitResult
+from indexer.plan import Unit, cut, merge, next_size, todo, watermark
+from indexer.rpc.client import RpcClient
+from indexer.sink.postgres import Database, RangeConflict
+from indexer.types import BlockRange
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    once: bool = False
+    until: int | None = None
+    concurrency: int = 4
+    target_logs: int = 10_000  # logs per unit the range size aims at
+    max_range: int = 100_000
+    poll_interval: float | None = None  # default: a fraction of the block time, at most 1 s
+    worker: str = "local"
+    shard: tuple[int, int, int] | None = None  # (index, count, span): fixed split across processes
+
+
+@dataclass(slots=True)
+class Progress:
+    """What the terminal view and the summary show."""
+
+    chain: str
+    first: int = 0
+    target: int = 0
+    head: int = 0
+    indexed: int = -1
+    blocks: int = 0
+    events: int = 0
+    failures: int = 0
+    started: float = field(default_factory=time.monotonic)
+    fetch_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    write_seconds: float = 0.0
+    tables: dict[str, int] = field(default_factory=dict)
+
+
+class ChainRunner:
+    def __init__(
+        self,
+        pipeline: ChainPipeline,
+        db: Database,
+        rpc: RpcClient,
+        options: RunOptions,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self.p = pipeline
+        self.chain = pipeline.chain
+        self.db = db
+        self.rpc = rpc
+        self.opt = options
+        self.on_progress = on_progress
+        self.progress = Progress(self.chain.name)
+        self.done: dict[str, list[BlockRange]] = {}
+        self.size = max(1, self.chain.get_logs_max_range)
+        self.pending: list[Unit] = []
+        self.in_flight: set[Unit] = set()
+        self.changed = asyncio.Event()
+        self.labels = {"chain": self.chain.name}
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        c = self.chain
+        remote = await self.rpc.chain_id()
+        if remote != c.chain_id:
+            raise SystemExit(
+                f"{c.source}: chain_id is {c.chain_id} but the RPC answers eth_chainId={remote}; "
+                f"the chain file points at the wrong network"
+            )
+        await self.db.register_chain(
+            c.chain_id, c.name, c.partition_blocks, c.finality_depth, c.block_time
+        )
+        await self.db.ensure_event_tables(self.p.tables)
+        self.done = await self.db.done_ranges(c.chain_id)
+        for name in {s.name for s in self.p.sources if s.factory is not None}:
+            self.p.children[name] = await self.db.children(c.chain_id, name)
+        metrics.CHAIN_INFO.labels(
+            chain=c.name, chain_id=str(c.chain_id), block_time_seconds=f"{c.block_time:g}",
+            finality_depth=str(c.finality_depth),
+        ).set(1)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def run(self) -> Progress:
+        await self.prepare()
+        first = True
+        while True:
+            target = await self._target(wait=not first)
+            first = False
+            if target is None:
+                return self.progress
+            self._plan(target)
+            await self._drain()
+            if self.opt.once or (self.opt.until is not None and target >= self.opt.until):
+                return self.progress
+
+    async def _target(self, wait: bool) -> int | None:
+        """The block to index up to now; waits for the head to move when nothing is new."""
+        while True:
+            head = await self.rpc.block_number()
+            safe = head - self.chain.finality_depth
+            self._head(head, safe)
+            target = safe if self.opt.until is None else min(safe, self.opt.until)
+            if not wait or target > self.progress.target:
+                self.progress.target = target
+                return target
+            await asyncio.sleep(self._poll_interval())
+
+    def _poll_interval(self) -> float:
+        if self.opt.poll_interval is not None:
+            return self.opt.poll_interval
+        return max(0.05, min(1.0, self.chain.block_time / 4))
+
+    def _head(self, head: int, safe: int) -> None:
+        self.progress.head = head
+        metrics.CHAIN_HEAD_BLOCK.labels(**self.labels).set(head)
+        metrics.SAFE_BLOCK.labels(**self.labels).set(safe)
+        metrics.LAG_BLOCKS.labels(**self.labels).set(max(0, head - max(self.progress.indexed, 0)))
+
+    def _plan(self, target: int) -> None:
+        units = todo(self.p.sources, self.done, target)
+        if self.opt.shard is not None:
+            units = [u for part in units for u in _shard(part, self.opt.shard)]
+        self.pending = units
+        if not self.progress.blocks and units:
+            self.progress.first = min(u.range.start for u in units)
+        self._watermark()
+        metrics.BACKLOG_RANGES.labels(**self.labels).set(len(units))
+
+    async def _drain(self) -> None:
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while self.pending or tasks:
+                while len(tasks) < self.opt.concurrency:
+                    unit = self._claim()
+                    if unit is None:
+                        break
+                    tasks.add(asyncio.create_task(self._work(unit)))
+                if not tasks:
+                    await self._wait_for_factories()
+                    continue
+                finished, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for t in finished:
+                    t.result()
+        finally:
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _claim(self) -> Unit | None:
+        """The next unit that may run now, cut to the current range size."""
+        for i, unit in enumerate(self.pending):
+            if unit.factory is not None and self._factory_reach(unit.factory) < unit.range.end:
+                reach = self._factory_reach(unit.factory)
+                if reach < unit.range.start:
+                    continue
+                ready = Unit(BlockRange(unit.range.start, reach), unit.sources, unit.factory)
+                head, _ = cut(ready, self.size, self.chain.partition_blocks)
+                self.pending[i] = Unit(
+                    BlockRange(head.range.end + 1, unit.range.end), unit.sources, unit.factory
+                )
+                self.in_flight.add(head)
+                return head
+            head, rest = cut(unit, self.size, self.chain.partition_blocks)
+            if rest is None:
+                del self.pending[i]
+            else:
+                self.pending[i] = rest
+            self.in_flight.add(head)
+            return head
+        return None
+
+    def _factory_reach(self, factory: str) -> int:
+        src = next(s for s in self.p.sources if s.name == factory)
+        return watermark([src], self.done)
+
+    async def _wait_for_factories(self) -> None:
+        """Child units wait for discovery; with other processes sharing the chain, their
+        progress is only seen in the database."""
+        self.changed.clear()
+        try:
+            await asyncio.wait_for(self.changed.wait(), timeout=0.5)
+        except TimeoutError:
+            if self.opt.shard is not None:
+                self.done = await self.db.done_ranges(self.chain.chain_id)
+                for name in {s.name for s in self.p.sources if s.factory is not None}:
+                    self.p.children[name] = await self.db.children(self.chain.chain_id, name)
+
+    async def _work(self, unit: Unit) -> None:
+        try:
+            result = await self.p.process(self.rpc, unit)
+            t0 = time.perf_counter()
+            try:
+                await self.db.commit(
+                    self.chain.chain_id, unit.range, unit.sources, result.rows,
+                    self.p.columns, self.chain.partition_blocks,
+                    children=result.children, worker=self.opt.worker,
+                )
+            except RangeConflict as e:
+                log.warning("%s: %s (another writer did it; skipping)", self.chain.name, e)
+                self.done = await self.db.done_ranges(self.chain.chain_id)
+                return
+            self._committed(result, time.perf_counter() - t0)
+        finally:
+            self.in_flight.discard(unit)
+            self.changed.set()
+
+    def _committed(self, r: UnitResult, write_seconds: float) -> None:
+        unit = r.unit
+        for s in unit.sources:
+            self.done[s] = merge([*self.done.get(s, []), unit.range])
+        self.p.remember(r.children)
+        pr = self.progress
+        pr.blocks += len(unit.range) if unit.factory is None else 0
+        pr.fetch_seconds += r.fetch_seconds
+        pr.decode_seconds += r.decode_seconds
+        pr.write_seconds += write_seconds
+        pr.failures += r.failures
+        for table, rows in r.rows.items():
+            if rows:
+                pr.events += len(rows)
+                pr.tables[table] = pr.tables.get(table, 0) + len(rows)
+                metrics.EVENTS_WRITTEN.labels(chain=self.chain.name, table=table).inc(len(rows))
+        metrics.RANGES_DONE.labels(chain=self.chain.name, stage="factory-children" if unit.factory else "main").inc()
+        if unit.factory is None:
+            metrics.BLOCKS_INDEXED.labels(**self.labels).inc(len(unit.range))
+            self.size = next_size(
+                self.size, r.logs, len(unit.range),
+                target_logs=self.opt.target_logs, hi=self.opt.max_range,
+            )
+            metrics.RANGE_SIZE_BLOCKS.labels(**self.labels).set(self.size)
+        for stage, secs in (("fetch", r.fetch_seconds), ("decode", r.decode_seconds), ("write", write_seconds)):
+            metrics.STAGE_SECONDS.labels(chain=self.chain.name, stage=stage).inc(secs)
+        self._watermark()
+        metrics.BACKLOG_RANGES.labels(**self.labels).set(len(self.pending) + len(self.in_flight))
+        if self.on_progress is not None:
+            self.on_progress(pr)
+
+    def _watermark(self) -> None:
+        mark = watermark(self.p.sources, self.done)
+        self.progress.indexed = mark
+        metrics.INDEXED_BLOCK.labels(**self.labels).set(mark)
+        metrics.LAG_BLOCKS.labels(**self.labels).set(max(0, self.progress.head - mark))
+
+
+def _shard(unit: Unit, shard: tuple[int, int, int]) -> list[Unit]:
+    """The parts of ``unit`` that belong to worker ``index`` of ``count`` on a grid of ``span``."""
+    index, count, span = shard
+    out: list[Unit] = []
+    start = unit.range.start
+    while start <= unit.range.end:
+        end = min((start // span + 1) * span - 1, unit.range.end)
+        if (start // span) % count == index:
+            out.append(Unit(BlockRange(start, end), unit.sources, unit.factory))
+        start = end + 1
+    return out

@@ -1,0 +1,302 @@
+"""Postgres: migrations, event tables and partitions, and the one transaction that commits a
+unit's rows together with its record of being done.
+
+Invariants:
+- the rows of a unit and its ``indexer.ranges`` rows commit in one transaction, so a crash at
+  any point leaves either both or neither;
+- ranges of one source never overlap: the check runs under a per-chain advisory lock inside the
+  committing transaction, and the primary key of every event table refuses a second copy of a
+  log, so a second writer of the same blocks rolls back;
+- no transaction is open across RPC I/O: the transaction opens after fetch and decode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from indexer.sink import schema as ddl
+from indexer.types import BlockRange
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "schema"
+_MIGRATION_LOCK = 0x1D3E_0001
+_DDL_LOCK = 0x1D3E_0002
+
+
+class SinkError(Exception):
+    """A problem with the database that retrying will not fix (schema drift, bad config)."""
+
+
+class RangeConflict(Exception):
+    """Another writer already committed (part of) this range; this commit was rolled back."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventTable:
+    """What the sink needs to know of an event table."""
+
+    name: str
+    contract: str
+    event: str
+    signature: str
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Child:
+    """A contract discovered by a factory event."""
+
+    contract: str
+    address: bytes
+    factory: str
+    block_number: int
+    log_index: int
+    tx_hash: bytes
+
+
+def chain_lock_key(chain_id: int) -> int:
+    digest = hashlib.blake2b(f"indexer.ranges:{chain_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class Database:
+    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+        self.pool = pool
+        self.schema = schema
+        self._partitions: set[str] = set()
+
+    @classmethod
+    async def connect(cls, dsn: str, schema: str, *, max_size: int = 8) -> Database:
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, command_timeout=600)
+        assert pool is not None
+        return cls(pool, schema)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # -- schema -----------------------------------------------------------------------------
+
+    async def migrate(self) -> list[str]:
+        """Apply the numbered SQL files of ``schema/`` not yet applied; returns their names."""
+        files = sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql"))
+        applied: list[str] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute("CREATE SCHEMA IF NOT EXISTS indexer")
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS indexer.migrations ("
+                " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["name"] for r in await conn.fetch("SELECT name FROM indexer.migrations")}
+            for f in files:
+                if f.name in done:
+                    continue
+                await conn.execute(f.read_text())
+                await conn.execute("INSERT INTO indexer.migrations (name) VALUES ($1)", f.name)
+                applied.append(f.name)
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ddl.quote_ident(self.schema)}")
+        return applied
+
+    async def register_chain(
+        self, chain_id: int, name: str, partition_blocks: int, finality_depth: int, block_time: float
+    ) -> None:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT name, partition_blocks FROM indexer.chains WHERE chain_id = $1", chain_id
+            )
+            if row is not None and row["partition_blocks"] != partition_blocks:
+                raise SinkError(
+                    f"chain {name} (id {chain_id}): partition_blocks is {partition_blocks} in the "
+                    f"chain file but the database was built with {row['partition_blocks']}; "
+                    f"set it back to {row['partition_blocks']} (partitions cannot be re-cut)"
+                )
+            await conn.execute(
+                "INSERT INTO indexer.chains (chain_id, name, partition_blocks, finality_depth,"
+                " block_time) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (chain_id) DO UPDATE SET"
+                " name = EXCLUDED.name, finality_depth = EXCLUDED.finality_depth,"
+                " block_time = EXCLUDED.block_time, updated_at = now()",
+                chain_id, name, partition_blocks, finality_depth, block_time,
+            )
+
+    async def ensure_event_tables(self, tables: Iterable[EventTable]) -> None:
+        """Create missing event tables; refuse one whose columns differ from the ABI's."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
+            for t in tables:
+                existing = await conn.fetch(
+                    "SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type"
+                    " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+                    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                    " WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0"
+                    " AND NOT a.attisdropped ORDER BY a.attnum",
+                    self.schema, t.name,
+                )
+                if existing:
+                    _check_columns(self.schema, t, [(r["attname"], r["type"]) for r in existing])
+                else:
+                    await conn.execute(ddl.create_event_table(self.schema, t.name, t.columns, t.types))
+                await conn.execute(
+                    "INSERT INTO indexer.event_tables (table_name, contract, event, signature,"
+                    " columns) VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (table_name) DO NOTHING",
+                    t.name, t.contract, t.event, t.signature,
+                    _json_columns(t),
+                )
+
+    async def ensure_partitions(
+        self, chain_id: int, tables: Sequence[str], rng: BlockRange, span: int
+    ) -> None:
+        """Create the chain and block partitions that ``rng`` needs, safely under races."""
+        wanted = [
+            (t, i) for t in tables for i in ddl.partitions_of(rng, span)
+            if ddl.block_partition_name(t, chain_id, i) not in self._partitions
+        ]
+        if not wanted:
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
+            for t, i in wanted:
+                await conn.execute(ddl.create_chain_partition(self.schema, t, chain_id))
+                await conn.execute(ddl.create_block_partition(self.schema, t, chain_id, i, span))
+        self._partitions.update(ddl.block_partition_name(t, chain_id, i) for t, i in wanted)
+
+    # -- progress ---------------------------------------------------------------------------
+
+    async def done_ranges(self, chain_id: int) -> dict[str, list[BlockRange]]:
+        rows = await self.pool.fetch(
+            "SELECT source, from_block, to_block FROM indexer.ranges WHERE chain_id = $1"
+            " ORDER BY source, from_block",
+            chain_id,
+        )
+        out: dict[str, list[BlockRange]] = {}
+        for r in rows:
+            out.setdefault(r["source"], []).append(BlockRange(r["from_block"], r["to_block"]))
+        return out
+
+    async def children(self, chain_id: int, contract: str) -> dict[str, int]:
+        """Discovered addresses of ``contract`` (lower-case hex) -> block of discovery."""
+        rows = await self.pool.fetch(
+            "SELECT address, block_number FROM indexer.contracts"
+            " WHERE chain_id = $1 AND contract = $2",
+            chain_id, contract,
+        )
+        return {"0x" + bytes(r["address"]).hex(): r["block_number"] for r in rows}
+
+    # -- the commit -------------------------------------------------------------------------
+
+    async def commit(
+        self,
+        chain_id: int,
+        rng: BlockRange,
+        sources: Sequence[str],
+        rows: Mapping[str, Sequence[tuple]],
+        columns: Mapping[str, Sequence[str]],
+        span: int,
+        *,
+        children: Sequence[Child] = (),
+        worker: str | None = None,
+        fence: int | None = None,
+    ) -> None:
+        """Write ``rows`` (table -> records) and record ``rng`` done for ``sources``, atomically.
+
+        ``rng`` must lie inside one block partition. Raises RangeConflict when any of it is
+        already recorded for one of the sources (nothing is written then)."""
+        index = rng.start // span
+        if rng.end // span != index:
+            raise ValueError(f"range {rng} crosses a partition boundary of span {span}")
+        tables = [t for t, recs in rows.items() if recs]
+        await self.ensure_partitions(chain_id, tables, rng, span)
+        events = sum(len(rows[t]) for t in tables)
+        async with self.pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    for t in tables:
+                        await conn.copy_records_to_table(
+                            ddl.block_partition_name(t, chain_id, index),
+                            records=rows[t],
+                            columns=list(columns[t]),
+                            schema_name=self.schema,
+                        )
+                    if children:
+                        await conn.executemany(
+                            "INSERT INTO indexer.contracts (chain_id, contract, address, factory,"
+                            " block_number, log_index, tx_hash) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                            " ON CONFLICT (chain_id, contract, address) DO NOTHING",
+                            [
+                                (chain_id, c.contract, c.address, c.factory, c.block_number,
+                                 c.log_index, c.tx_hash)
+                                for c in children
+                            ],
+                        )
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", chain_lock_key(chain_id))
+                    clash = await conn.fetchrow(
+                        "SELECT source, from_block, to_block FROM indexer.ranges"
+                        " WHERE chain_id = $1 AND source = ANY($2::text[])"
+                        " AND from_block <= $4 AND to_block >= $3 LIMIT 1",
+                        chain_id, list(sources), rng.start, rng.end,
+                    )
+                    if clash is not None:
+                        raise RangeConflict(
+                            f"chain {chain_id}: {clash['source']} "
+                            f"{clash['from_block']}-{clash['to_block']} already done; "
+                            f"refusing to commit {rng} again"
+                        )
+                    await conn.execute(
+                        "INSERT INTO indexer.ranges (chain_id, source, from_block, to_block,"
+                        " events, worker, fence) SELECT $1, s, $3, $4, $5, $6, $7"
+                        " FROM unnest($2::text[]) AS s",
+                        chain_id, list(sources), rng.start, rng.end, events, worker, fence,
+                    )
+            except asyncpg.UniqueViolationError as e:
+                raise RangeConflict(f"chain {chain_id}: rows of {rng} already present: {e}") from e
+
+    # -- status -----------------------------------------------------------------------------
+
+    async def table_counts(self, chain_id: int) -> dict[str, int]:
+        names = [r["table_name"] for r in await self.pool.fetch(
+            "SELECT table_name FROM indexer.event_tables ORDER BY table_name"
+        )]
+        counts: dict[str, int] = {}
+        for name in names:
+            exists = await self.pool.fetchval(
+                "SELECT to_regclass($1) IS NOT NULL", f"{self.schema}.{name}"
+            )
+            if not exists:
+                continue
+            counts[name] = await self.pool.fetchval(
+                f"SELECT count(*) FROM {ddl.qualified(self.schema, name)} WHERE chain_id = $1",
+                chain_id,
+            )
+        return counts
+
+
+def _json_columns(t: EventTable) -> str:
+    import orjson
+
+    return orjson.dumps([{"name": c, "type": ty} for c, ty in zip(t.columns, t.types, strict=True)]).decode()
+
+
+_TYPE_ALIASES = {"timestamp with time zone": "timestamptz"}
+
+
+def _check_columns(schema: str, t: EventTable, existing: list[tuple[str, str]]) -> None:
+    have = [(n, _TYPE_ALIASES.get(ty, ty)) for n, ty in existing]
+    want = list(zip(t.columns, t.types, strict=True))
+    if have != want:
+        diff = [
+            f"{w[0]} {w[1]} (table has {h[0]} {h[1]})"
+            for w, h in zip(want, have, strict=False) if w != h
+        ]
+        if len(want) != len(have):
+            diff.append(f"{len(want)} columns expected, table has {len(have)}")
+        raise SinkError(
+            f"table {schema}.{t.name} exists with other columns than {t.contract}.{t.signature} "
+            f"needs: {'; '.join(diff[:5])}. Drop or rename the table, or fix the ABI."
+        )

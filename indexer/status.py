@@ -1,0 +1,119 @@
+"""``indexer status`` and ``indexer chain check``."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from indexer.config import ChainConfig, ConfigError, load_chain, resolve_chain
+from indexer.plan import Source, covered_until, watermark
+from indexer.rpc.client import RpcClient
+from indexer.rpc.errors import RpcError
+from indexer.sink.postgres import Database
+
+
+async def _head(chain: ChainConfig) -> int | None:
+    try:
+        async with RpcClient(chain.rpc, chain=chain.name, timeout=5.0, max_retries=1) as rpc:
+            return await asyncio.wait_for(rpc.block_number(), 10)
+    except (RpcError, TimeoutError, OSError):
+        return None
+
+
+async def chain_status(db: Database, chain: ChainConfig | None, chain_id: int, name: str) -> dict[str, Any]:
+    done = await db.done_ranges(chain_id)
+    if chain is not None:
+        sources = [Source(c.name, c.start_block) for c in chain.contracts]
+        indexed = watermark(sources, done)
+        head = await _head(chain)
+    else:
+        indexed = min(
+            (covered_until(min(r.start for r in rs), rs) for rs in done.values()), default=-1
+        )
+        head = None
+    counts = await db.table_counts(chain_id)
+    return {
+        "chain": name,
+        "chain_id": chain_id,
+        "head": head,
+        "indexed": indexed,
+        "lag": None if head is None else max(0, head - indexed),
+        "ranges_done": sum(len(v) for v in done.values()),
+        "tables": counts,
+    }
+
+
+async def status(chains: Sequence[str] | None, *, as_json: bool, url: str, schema: str) -> int:
+    db = await Database.connect(url, schema, max_size=2)
+    try:
+        await db.migrate()
+        registered = {r["chain_id"]: r["name"] for r in await db.pool.fetch(
+            "SELECT chain_id, name FROM indexer.chains ORDER BY name"
+        )}
+        configs: list[ChainConfig | None] = []
+        if chains:
+            configs = [load_chain(resolve_chain(c)) for c in chains]
+        else:
+            for name in registered.values():
+                try:
+                    configs.append(load_chain(resolve_chain(name)))
+                except ConfigError:
+                    configs.append(None)
+        rows = []
+        names = list(registered.items())
+        for i, cfg in enumerate(configs):
+            if cfg is not None:
+                rows.append(await chain_status(db, cfg, cfg.chain_id, cfg.name))
+            else:
+                cid, name = names[i]
+                rows.append(await chain_status(db, None, cid, name))
+    finally:
+        await db.close()
+    if as_json:
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    if not rows:
+        print("no chain indexed yet: run `indexer run --chain NAME`")
+    for r in rows:
+        head = "unreachable" if r["head"] is None else f"{r['head']:,}"
+        lag = "-" if r["lag"] is None else f"{r['lag']:,} blocks"
+        print(f"{r['chain']} (chain id {r['chain_id']}): head {head}, indexed {r['indexed']:,}, "
+              f"lag {lag}, {r['ranges_done']:,} ranges done")
+        for table, n in r["tables"].items():
+            print(f"  {table}: {n:,} rows")
+    return 0
+
+
+async def check_chain(name_or_path: str) -> int:
+    """Validate the file and its ABIs, reach every endpoint, compare the chain id and check that
+    every address holds code. Prints one line per item; exit 1 when any fails."""
+    chain = load_chain(resolve_chain(name_or_path))
+    print(f"ok   {chain.source}: valid ({len(chain.contracts)} contracts)")
+    failed = False
+    for i, ep in enumerate(chain.rpc):
+        async with RpcClient([ep], chain=chain.name, timeout=10.0, max_retries=1) as rpc:
+            label = rpc.labels[0] if hasattr(rpc, "labels") else f"endpoint {i}"
+            try:
+                cid = await rpc.chain_id()
+            except RpcError as e:
+                print(f"FAIL rpc[{i}] {label}: unreachable: {e}")
+                failed = True
+                continue
+            if cid != chain.chain_id:
+                print(f"FAIL rpc[{i}] {label}: eth_chainId is {cid}, file says {chain.chain_id}")
+                failed = True
+                continue
+            print(f"ok   rpc[{i}] {label}: chain id {cid}, head {await rpc.block_number():,}")
+            for c in chain.contracts:
+                for a in c.addresses:
+                    code = await rpc.call("eth_getCode", [a, "latest"])
+                    if code in (None, "0x", ""):
+                        print(f"FAIL {c.name} {a}: no code at this address")
+                        failed = True
+                    else:
+                        print(f"ok   {c.name} {a}: {len(code) // 2 - 1:,} bytes of code")
+    return 1 if failed else 0

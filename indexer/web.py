@@ -1,0 +1,54 @@
+"""HTTP endpoints of every process: ``/metrics`` (Prometheus text), ``/healthz`` (alive) and
+``/readyz`` (set up and indexing)."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from indexer.metrics import REGISTRY
+
+log = logging.getLogger(__name__)
+
+
+class MetricsServer:
+    def __init__(self) -> None:
+        self.ready = False
+        self._runner: web.AppRunner | None = None
+
+    async def start(self, port: int, host: str = "0.0.0.0") -> int:
+        """Serve on ``port`` (0: any free port); returns the port bound."""
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        try:
+            await site.start()
+        except OSError as e:
+            raise SystemExit(
+                f"cannot serve metrics on port {port}: {e.strerror}; set INDEXER_METRICS_PORT "
+                f"to a free port (0 picks one)"
+            ) from e
+        server = site._server
+        assert server is not None
+        return int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        if self.ready:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="starting\n")
