@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="create or upgrade the system tables")
 
+    rs = sub.add_parser("reset", help="delete everything indexed for a chain")
+    rs.add_argument("--chain", required=True, metavar="NAME|PATH")
+    rs.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
     ch = sub.add_parser("chain", help="chain files")
     chsub = ch.add_subparsers(dest="chain_command", required=True)
     chk = chsub.add_parser("check", help="validate a chain file, its ABIs and its RPC")
@@ -183,6 +187,27 @@ async def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _reset(args: argparse.Namespace) -> int:
+    from indexer.config import load_chain, resolve_chain
+    from indexer.sink.postgres import Database
+
+    chain = load_chain(resolve_chain(args.chain))
+    if not args.yes:
+        answer = input(f"delete every row of chain {chain.name} (id {chain.chain_id})? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    db = await Database.connect(database_url(), schema_name(), max_size=1)
+    try:
+        await db.migrate()
+        deleted = await db.reset_chain(chain.chain_id)
+    finally:
+        await db.close()
+    for what, n in deleted.items():
+        print(f"deleted {n:,} rows of {what}")
+    return 0
+
+
 async def _status(args: argparse.Namespace) -> int:
     from indexer.status import status
 
@@ -199,7 +224,7 @@ async def _chain(args: argparse.Namespace) -> int:
     return await _chain_check(args)
 
 
-_COMMANDS = {"migrate": _migrate, "status": _status, "chain": _chain}
+_COMMANDS = {"migrate": _migrate, "reset": _reset, "status": _status, "chain": _chain}
 
 
 def _db(action: str) -> int:

@@ -87,8 +87,10 @@ class ChainRunner:
                 f"{c.source}: chain_id is {c.chain_id} but the RPC answers eth_chainId={remote}; "
                 f"the chain file points at the wrong network"
             )
+        genesis = await self.rpc.get_header(0)
         await self.db.register_chain(
-            c.chain_id, c.name, c.partition_blocks, c.finality_depth, c.block_time
+            c.chain_id, c.name, c.partition_blocks, c.finality_depth, c.block_time,
+            genesis.hash if genesis is not None else None,
         )
         await self.db.ensure_event_tables(self.p.tables)
         self.done = await self.db.done_ranges(c.chain_id)

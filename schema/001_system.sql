@@ -5,6 +5,7 @@ CREATE TABLE IF NOT EXISTS indexer.chains (
     partition_blocks  bigint NOT NULL,
     finality_depth    integer NOT NULL,
     block_time        double precision NOT NULL,
+    genesis_hash      bytea,  -- hash of block 0: a different chain behind the same id is refused
     updated_at        timestamptz NOT NULL DEFAULT now()
 );
 

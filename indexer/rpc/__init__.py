@@ -1,0 +1,32 @@
+"""JSON-RPC access to a chain: the client, its errors and the checks on every answer."""
+
+from indexer.rpc.client import RpcClient, endpoint_label
+from indexer.rpc.errors import (
+    BadAnswer,
+    MethodUnsupported,
+    NodeBehind,
+    RangeTooLarge,
+    RateLimited,
+    RpcError,
+    RpcFatal,
+    RpcServerError,
+    RpcTimeout,
+    RpcTransportError,
+    classify,
+)
+
+__all__ = [
+    "BadAnswer",
+    "MethodUnsupported",
+    "NodeBehind",
+    "RangeTooLarge",
+    "RateLimited",
+    "RpcClient",
+    "RpcError",
+    "RpcFatal",
+    "RpcServerError",
+    "RpcTimeout",
+    "RpcTransportError",
+    "classify",
+    "endpoint_label",
+]

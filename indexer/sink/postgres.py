@@ -106,12 +106,24 @@ class Database:
         return applied
 
     async def register_chain(
-        self, chain_id: int, name: str, partition_blocks: int, finality_depth: int, block_time: float
+        self, chain_id: int, name: str, partition_blocks: int, finality_depth: int,
+        block_time: float, genesis_hash: bytes | None = None,
     ) -> None:
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
-                "SELECT name, partition_blocks FROM indexer.chains WHERE chain_id = $1", chain_id
+                "SELECT name, partition_blocks, genesis_hash FROM indexer.chains"
+                " WHERE chain_id = $1", chain_id
             )
+            if (
+                row is not None and genesis_hash is not None and row["genesis_hash"] is not None
+                and bytes(row["genesis_hash"]) != genesis_hash
+            ):
+                raise SinkError(
+                    f"chain {name} (id {chain_id}): the RPC serves a different chain than the one "
+                    f"indexed in this database (block 0 is 0x{genesis_hash.hex()}, was "
+                    f"0x{bytes(row['genesis_hash']).hex()}); run `indexer reset --chain {name}` "
+                    f"to drop the old data, or point DATABASE_URL elsewhere"
+                )
             if row is not None and row["partition_blocks"] != partition_blocks:
                 raise SinkError(
                     f"chain {name} (id {chain_id}): partition_blocks is {partition_blocks} in the "
@@ -120,11 +132,33 @@ class Database:
                 )
             await conn.execute(
                 "INSERT INTO indexer.chains (chain_id, name, partition_blocks, finality_depth,"
-                " block_time) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (chain_id) DO UPDATE SET"
-                " name = EXCLUDED.name, finality_depth = EXCLUDED.finality_depth,"
-                " block_time = EXCLUDED.block_time, updated_at = now()",
-                chain_id, name, partition_blocks, finality_depth, block_time,
+                " block_time, genesis_hash) VALUES ($1, $2, $3, $4, $5, $6)"
+                " ON CONFLICT (chain_id) DO UPDATE SET name = EXCLUDED.name,"
+                " finality_depth = EXCLUDED.finality_depth, block_time = EXCLUDED.block_time,"
+                " genesis_hash = COALESCE(indexer.chains.genesis_hash, EXCLUDED.genesis_hash),"
+                " updated_at = now()",
+                chain_id, name, partition_blocks, finality_depth, block_time, genesis_hash,
             )
+
+    async def reset_chain(self, chain_id: int) -> dict[str, int]:
+        """Delete every row of ``chain_id``: events, ranges, children, blocks, registration."""
+        deleted: dict[str, int] = {}
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", chain_lock_key(chain_id))
+            for r in await conn.fetch("SELECT table_name FROM indexer.event_tables"):
+                name = r["table_name"]
+                if await conn.fetchval("SELECT to_regclass($1) IS NULL", f"{self.schema}.{name}"):
+                    continue
+                part = ddl.chain_partition_name(name, chain_id)
+                if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{self.schema}.{part}"):
+                    n = await conn.fetchval(f"SELECT count(*) FROM {ddl.qualified(self.schema, part)}")
+                    await conn.execute(f"DROP TABLE {ddl.qualified(self.schema, part)}")
+                    deleted[name] = n
+            for t in ("ranges", "contracts", "blocks", "chains"):
+                status = await conn.execute(f"DELETE FROM indexer.{t} WHERE chain_id = $1", chain_id)
+                deleted[f"indexer.{t}"] = int(status.split()[-1])
+        self._partitions = {p for p in self._partitions if f"_c{chain_id}_" not in p}
+        return deleted
 
     async def ensure_event_tables(self, tables: Iterable[EventTable]) -> None:
         """Create missing event tables; refuse one whose columns differ from the ABI's."""

@@ -1,0 +1,137 @@
+"""JSON-RPC answers -> values, and the checks every answer passes before use (pure).
+
+Logs stay as the dicts the node sent (``RawLog``); ``check_logs`` validates them in one cheap
+pass without building an object per log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from indexer.rpc.errors import BadAnswer
+from indexer.types import BlockHeader, BlockRange, RawLog
+
+
+def parse_quantity(value: Any) -> int:
+    """A JSON-RPC quantity ("0x1a") as an int."""
+    if not isinstance(value, str) or not value.startswith(("0x", "0X")) or len(value) < 3:
+        raise BadAnswer(f"expected a hex quantity, got {value!r:.80}")
+    try:
+        return int(value, 16)
+    except ValueError:
+        raise BadAnswer(f"expected a hex quantity, got {value!r:.80}") from None
+
+
+parse_block_number = parse_quantity
+
+
+def _hash(obj: dict[str, Any], key: str) -> bytes:
+    value = obj.get(key)
+    if not isinstance(value, str) or len(value) != 66 or not value.startswith("0x"):
+        raise BadAnswer(f"block field {key} is not a 32-byte hex hash: {value!r:.80}")
+    try:
+        return bytes.fromhex(value[2:])
+    except ValueError:
+        raise BadAnswer(f"block field {key} is not hex: {value!r:.80}") from None
+
+
+def parse_header(obj: Any) -> BlockHeader:
+    """A block object of eth_getBlockByNumber as a ``BlockHeader``."""
+    if not isinstance(obj, dict):
+        raise BadAnswer(f"expected a block object, got {type(obj).__name__}")
+    bloom = obj.get("logsBloom")
+    logs_bloom: bytes | None = None
+    if bloom is not None:
+        if not isinstance(bloom, str) or len(bloom) != 514 or not bloom.startswith("0x"):
+            raise BadAnswer(f"block field logsBloom is not 256 hex bytes: {bloom!r:.80}")
+        try:
+            logs_bloom = bytes.fromhex(bloom[2:])
+        except ValueError:
+            raise BadAnswer("block field logsBloom is not hex") from None
+    return BlockHeader(
+        number=parse_quantity(obj.get("number")),
+        hash=_hash(obj, "hash"),
+        parent_hash=_hash(obj, "parentHash"),
+        timestamp=parse_quantity(obj.get("timestamp")),
+        logs_bloom=logs_bloom,
+    )
+
+
+def _bad_log(i: int, log: Any, why: str) -> BadAnswer:
+    where = log.get("blockNumber") if isinstance(log, dict) else None
+    return BadAnswer(f"log {i} (block {where!r:.20}): {why}")
+
+
+def check_logs(logs: list[RawLog], rng: BlockRange) -> None:
+    """Raise ``BadAnswer`` unless ``logs`` is a valid eth_getLogs answer for ``rng``.
+
+    Invariants: every log lies in ``rng``, none is ``removed``, the required fields are present
+    and well-formed, logs are strictly increasing by (blockNumber, logIndex) and logs of one
+    block share its hash. One pass, no object built per log.
+    """
+    if type(logs) is not list:
+        raise BadAnswer(f"expected a list of logs, got {type(logs).__name__}")
+    start, end = rng.start, rng.end
+    prev_bn, prev_li, prev_bh = -1, -1, ""
+    i = 0
+    try:
+        for i, log in enumerate(logs):  # noqa: B007  (i is read on failure)
+            bn = int(log["blockNumber"], 16)
+            if bn < start or bn > end:
+                raise _bad_log(i, log, f"block {bn} is outside the requested range {rng}")
+            li = int(log["logIndex"], 16)
+            bh = log["blockHash"]
+            if bn == prev_bn:
+                if li <= prev_li:
+                    raise _bad_log(i, log, "logs out of order or duplicated")
+                if bh != prev_bh:
+                    raise _bad_log(i, log, "block hash differs from the block's other logs")
+            elif bn < prev_bn:
+                raise _bad_log(i, log, "logs out of block order")
+            elif len(bh) != 66 or not bh.startswith("0x"):
+                raise _bad_log(i, log, "blockHash is not a 32-byte hex hash")
+            int(log["transactionIndex"], 16)
+            if log.get("removed"):
+                raise _bad_log(i, log, "log is marked removed")
+            addr, tx, data, topics = (
+                log["address"], log["transactionHash"], log["data"], log["topics"]
+            )
+            if (
+                len(addr) != 42 or not addr.startswith("0x")
+                or len(tx) != 66 or not tx.startswith("0x")
+                or not data.startswith("0x")
+                or type(topics) is not list or len(topics) > 4
+            ):
+                raise _bad_log(i, log, "malformed address, transactionHash, data or topics")
+            prev_bn, prev_li, prev_bh = bn, li, bh
+    except BadAnswer:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise _bad_log(i, logs[i], f"missing or malformed field ({type(e).__name__}: {e})") from None
+
+
+def check_batch_answer(answer: Any, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Map each request id of a batch to its reply; exactly one reply per id, no strangers."""
+    if type(answer) is not list:
+        raise BadAnswer(f"expected a batch answer (a list), got {type(answer).__name__}")
+    wanted = set(ids)
+    replies: dict[int, dict[str, Any]] = {}
+    for reply in answer:
+        rid = reply.get("id") if isinstance(reply, dict) else None
+        if rid not in wanted:
+            raise BadAnswer(f"batch answer holds an unexpected reply id {rid!r:.40}")
+        if rid in replies:
+            raise BadAnswer(f"batch answer holds two replies for id {rid}")
+        replies[rid] = reply
+    if len(replies) != len(wanted):
+        missing = sorted(wanted.difference(replies))
+        raise BadAnswer(f"batch answer lacks {len(missing)} of {len(wanted)} replies "
+                        f"(ids {_ids(missing)})")
+    return replies
+
+
+def _ids(ids: Iterable[int]) -> str:
+    shown = list(ids)
+    text = ", ".join(map(str, shown[:5]))
+    return text + (", ..." if len(shown) > 5 else "")
