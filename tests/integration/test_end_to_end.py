@@ -1,0 +1,173 @@
+"""`indexer run` against a real anvil with the demo system and real traffic, compared row by row
+with an independent decoder (web3 + eth-abi over eth_getLogs)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.support.cli import env_for, indexer, start_indexer, stop, wait_for, write_chain
+from tests.support.contracts import Deployed, abi
+from tests.support.reference import Source, assert_tables_equal, expected_rows, read_tables
+from tests.support.traffic import bulk_transfers, run_traffic
+
+SCHEMA = "chaindata"
+
+
+def demo_sources(deployed: Deployed) -> list[Source]:
+    """What chains/anvil.yaml configures, described from the npm and compiled artifacts."""
+    a = deployed.addresses
+    return [
+        Source("WETH9", abi("WETH9"), [a.weth]),
+        Source("UniswapV2Factory", abi("UniswapV2Factory"), [a.factory]),
+        Source("UniswapV2Pair", abi("UniswapV2Pair"), deployed.pairs(),
+               ["Swap", "Sync", "Mint", "Burn", "Transfer"]),
+        Source("DemoToken", abi("TestToken"), [a.token_a, a.token_b]),
+    ]
+
+
+def head(deployed: Deployed) -> int:
+    return int(deployed.rpc.call("eth_blockNumber"), 16)
+
+
+def compare(deployed: Deployed, database_url: str, until: int | None = None) -> dict[str, list]:
+    expected = expected_rows(deployed.url, demo_sources(deployed), 0, until if until is not None else head(deployed))
+    actual = asyncio.run(read_tables(database_url, SCHEMA, list(expected)))
+    assert_tables_equal(expected, actual)
+    return expected
+
+
+@pytest.fixture
+def traffic(deployed: Deployed) -> Deployed:
+    # Pairs are created in rounds 0, 10 and 20: two of them in the middle of the indexed range.
+    run_traffic(deployed, rounds=30, seed=7)
+    return deployed
+
+
+def test_run_once_indexes_every_event_equal_to_the_chain(traffic: Deployed, database_url: str):
+    env = env_for(database_url, traffic.url)
+    res = indexer(["run", "--chain", "anvil", "--once"], env)
+    assert res.code == 0, res.err
+    expected = compare(traffic, database_url)
+    counts = {t: len(r) for t, r in expected.items()}
+    for table in ("uniswap_v2_factory_pair_created", "uniswap_v2_pair_swap", "uniswap_v2_pair_sync",
+                  "uniswap_v2_pair_mint", "uniswap_v2_pair_burn", "weth9_deposit",
+                  "weth9_withdrawal", "demo_token_transfer", "demo_token_approval"):
+        assert counts[table] > 0, f"traffic produced no {table} rows: the comparison proves nothing"
+    assert counts["uniswap_v2_factory_pair_created"] == 3
+    assert "events" in res.err and "demo_token_transfer" in res.err  # the summary
+
+
+def test_second_run_writes_nothing_new(traffic: Deployed, database_url: str):
+    env = env_for(database_url, traffic.url)
+    assert indexer(["run", "--chain", "anvil", "--once"], env).code == 0
+    again = indexer(["run", "--chain", "anvil", "--once"], env)
+    assert again.code == 0, again.err
+    assert "0 events" in again.err
+    compare(traffic, database_url)
+
+
+def test_new_blocks_after_a_run_are_indexed_by_the_next(traffic: Deployed, database_url: str):
+    env = env_for(database_url, traffic.url)
+    assert indexer(["run", "--chain", "anvil", "--once"], env).code == 0
+    run_traffic(traffic, rounds=5, seed=8, prepare=False)
+    assert indexer(["run", "--chain", "anvil", "--once"], env).code == 0
+    compare(traffic, database_url)
+
+
+def test_until_stops_at_the_given_block(traffic: Deployed, database_url: str):
+    until = head(traffic) // 2
+    env = env_for(database_url, traffic.url)
+    res = indexer(["run", "--chain", "anvil", "--until", str(until)], env)
+    assert res.code == 0, res.err
+    compare(traffic, database_url, until)
+    max_block = asyncio.run(_max_block(database_url))
+    assert max_block is not None and max_block <= until
+
+
+async def _max_block(url: str) -> int | None:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetchval(
+            "SELECT max(to_block) FROM indexer.ranges WHERE chain_id = 31337"
+        )
+    finally:
+        await conn.close()
+
+
+def test_live_run_follows_new_blocks_and_stops_cleanly_on_sigint(
+    traffic: Deployed, database_url: str, tmp_path: Path
+):
+    env = env_for(database_url, traffic.url)
+    proc = start_indexer(["run", "--chain", "anvil"], env, log=tmp_path / "run.log")
+    try:
+        wait_for(lambda: asyncio.run(_max_block(database_url)) == head(traffic), timeout=60)
+        run_traffic(traffic, rounds=4, seed=9, prepare=False)
+        target = head(traffic)
+        wait_for(lambda: asyncio.run(_max_block(database_url)) == target, timeout=60)
+    finally:
+        code = stop(proc, signal.SIGINT)
+    assert code == 130, (tmp_path / "run.log").read_text()
+    assert "run the same command to continue" in (tmp_path / "run.log").read_text()
+    compare(traffic, database_url, target)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_restarts_after_interruptions_end_equal_to_a_clean_run(
+    deployed: Deployed, database_url: str, tmp_path: Path, sig: int
+):
+    run_traffic(deployed, rounds=12, seed=3)
+    bulk_transfers(deployed.url, deployed.addresses.token_a, 60_000, logs_per_tx=500, txs_per_block=2)
+    run_traffic(deployed, rounds=12, seed=4, prepare=False)
+    env = env_for(database_url, deployed.url)
+    args = ["run", "--chain", "anvil", "--once", "--target-logs", "300", "--concurrency", "3"]
+    rng = random.Random(sig)
+    interrupted = 0
+    for attempt in range(6):
+        proc = start_indexer(args, env, log=tmp_path / f"run{attempt}.log")
+        time.sleep(rng.uniform(0.8, 3.0))
+        if proc.poll() is not None:
+            break
+        stop(proc, sig)
+        interrupted += 1
+    assert interrupted >= 2, "the run finished before it could be interrupted twice: grow the chain"
+    final = indexer(args, env)
+    assert final.code == 0, final.err
+    compare(deployed, database_url)
+
+
+def test_wrong_chain_id_is_refused_before_any_work(deployed: Deployed, database_url: str, tmp_path: Path):
+    chain = write_chain(tmp_path / "other.yaml", name="other", chain_id=43114)
+    res = indexer(["run", "--chain", str(chain), "--once"], env_for(database_url, deployed.url))
+    assert res.code != 0
+    assert "43114" in res.err and "31337" in res.err
+    assert "Traceback" not in res.err
+
+
+def test_bad_chain_file_is_refused_naming_file_and_key(database_url: str, tmp_path: Path):
+    chain = write_chain(tmp_path / "bad.yaml", finality_depth=-1)
+    res = indexer(["run", "--chain", str(chain), "--once"], env_for(database_url, "http://127.0.0.1:9"))
+    assert res.code == 2
+    assert "bad.yaml" in res.err and "finality_depth" in res.err
+    assert "Traceback" not in res.err
+
+
+def test_status_shows_head_indexed_lag_and_rows(traffic: Deployed, database_url: str):
+    env = env_for(database_url, traffic.url)
+    assert indexer(["run", "--chain", "anvil", "--once"], env).code == 0
+    res = indexer(["status", "--chain", "anvil", "--json"], env)
+    assert res.code == 0, res.err
+    import json
+
+    [row] = json.loads(res.out)
+    assert row["chain"] == "anvil" and row["head"] == head(traffic)
+    assert row["indexed"] == row["head"] and row["lag"] == 0
+    expected = compare(traffic, database_url)
+    assert row["tables"] == {t: len(r) for t, r in expected.items() if t in row["tables"]}
+    assert row["tables"]["weth9_deposit"] == len(expected["weth9_deposit"])
