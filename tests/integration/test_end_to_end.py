@@ -94,6 +94,8 @@ def test_until_stops_at_the_given_block(traffic: Deployed, database_url: str):
 async def _max_block(url: str) -> int | None:
     conn = await asyncpg.connect(url)
     try:
+        if not await conn.fetchval("SELECT to_regclass('indexer.ranges') IS NOT NULL"):
+            return None
         return await conn.fetchval(
             "SELECT max(to_block) FROM indexer.ranges WHERE chain_id = 31337"
         )
@@ -126,20 +128,37 @@ def test_restarts_after_interruptions_end_equal_to_a_clean_run(
     bulk_transfers(deployed.url, deployed.addresses.token_a, 60_000, logs_per_tx=500, txs_per_block=2)
     run_traffic(deployed, rounds=12, seed=4, prepare=False)
     env = env_for(database_url, deployed.url)
-    args = ["run", "--chain", "anvil", "--once", "--target-logs", "300", "--concurrency", "3"]
+    chain = write_chain(tmp_path / "anvil.yaml", get_logs_max_range=2)  # many small units
+    args = ["run", "--chain", str(chain), "--once", "--target-logs", "300", "--concurrency", "3"]
     rng = random.Random(sig)
     interrupted = 0
-    for attempt in range(6):
+    for attempt in range(8):
+        before = asyncio.run(_ranges_done(database_url))
         proc = start_indexer(args, env, log=tmp_path / f"run{attempt}.log")
-        time.sleep(rng.uniform(0.8, 3.0))
+        # Stop at a random point: after a random number of further commits, plus a random delay.
+        more = rng.randint(1, 12)
+        wait_for(lambda: proc.poll() is not None
+                 or asyncio.run(_ranges_done(database_url)) >= before + more, timeout=120,
+                 interval=0.02)
+        time.sleep(rng.uniform(0, 0.2))
         if proc.poll() is not None:
             break
         stop(proc, sig)
         interrupted += 1
-    assert interrupted >= 2, "the run finished before it could be interrupted twice: grow the chain"
+    assert interrupted >= 3, "the run finished before it could be interrupted: grow the chain"
     final = indexer(args, env)
     assert final.code == 0, final.err
     compare(deployed, database_url)
+
+
+async def _ranges_done(url: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        if not await conn.fetchval("SELECT to_regclass('indexer.ranges') IS NOT NULL"):
+            return 0
+        return await conn.fetchval("SELECT count(*) FROM indexer.ranges")
+    finally:
+        await conn.close()
 
 
 def test_wrong_chain_id_is_refused_before_any_work(deployed: Deployed, database_url: str, tmp_path: Path):
