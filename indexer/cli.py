@@ -66,7 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     from indexer.config import ConfigError
+    from indexer.rpc.errors import RpcError
+    from indexer.sink.postgres import SinkError
 
     try:
         if args.command == "run":
@@ -77,6 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    except (RpcError, SinkError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # e.g. the database refused the connection
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

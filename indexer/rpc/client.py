@@ -353,7 +353,7 @@ class RpcClient:
             raise classify(status, _error_of(raw), raw[:300].decode("utf-8", "replace"), headers,
                            requested=requested)
         try:
-            return orjson.loads(raw)
+            return wire.loads(raw)
         except orjson.JSONDecodeError:
             raise RpcTransportError(f"truncated or non-JSON body ({len(raw)} bytes)") from None
 
