@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from indexer import metrics
 from indexer.abi import EventSpec, event_specs
 from indexer.config import ChainConfig, ContractConfig
-from indexer.decode import DecodeResult, Decoder
+from indexer.decode import Decoder, DecodeResult
 from indexer.naming import FIXED_COLUMNS
 from indexer.plan import Source, Unit
 from indexer.rpc.client import RpcClient

@@ -3,6 +3,7 @@ the final summary."""
 
 from __future__ import annotations
 
+import resource
 import sys
 import time
 from collections.abc import Sequence
@@ -67,6 +68,18 @@ class Reporter:
             self.stream.flush()
 
 
+def peak_rss_mb() -> int:
+    """High-water resident memory of this process (VmHWM; ru_maxrss survives exec on Linux and
+    would report the parent's)."""
+    try:
+        for row in open("/proc/self/status"):
+            if row.startswith("VmHWM:"):
+                return int(row.split()[1]) // 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
 def summary(results: Sequence[Progress], database: str, schema: str) -> str:
     out: list[str] = []
     for p in results:
@@ -85,5 +98,5 @@ def summary(results: Sequence[Progress], database: str, schema: str) -> str:
             out.append(f"  {p.failures:,} logs did not decode (see warnings above)")
         for table, n in sorted(p.tables.items()):
             out.append(f"  {schema}.{table}: +{n:,} rows")
-    out.append(f"data: {database}")
+    out.append(f"peak RSS {peak_rss_mb()} MB; data: {database}")
     return "\n".join(out)

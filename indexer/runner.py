@@ -13,14 +13,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import asyncpg
+
 from indexer import metrics
 from indexer.pipeline import ChainPipeline, UnitResult
 from indexer.plan import Unit, cut, merge, next_size, todo, watermark
 from indexer.rpc.client import RpcClient
+from indexer.rpc.errors import AnswerTooLarge, RpcError
 from indexer.sink.postgres import Database, RangeConflict
 from indexer.types import BlockRange
 
 log = logging.getLogger(__name__)
+
+SLOW_START_BLOCKS = 16
+
+# Failures a unit is retried on after the RPC client's own retries: the RPC or the database
+# went away for a while. Nothing of the unit was committed, so redoing it is safe.
+TRANSIENT = (RpcError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+             asyncpg.CannotConnectNowError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +81,19 @@ class ChainRunner:
         self.on_progress = on_progress
         self.progress = Progress(self.chain.name)
         self.done: dict[str, list[BlockRange]] = {}
-        self.size = max(1, self.chain.get_logs_max_range)
+        # Slow start: the density of logs is unknown until a first unit returns, so the first
+        # unit is small and runs alone; sizes then follow the density (next_size).
+        self.size = max(1, min(self.chain.get_logs_max_range, SLOW_START_BLOCKS))
         self.pending: list[Unit] = []
         self.in_flight: set[Unit] = set()
         self.changed = asyncio.Event()
         self.labels = {"chain": self.chain.name}
+        # Memory bound: logs fetched or expected but not yet committed. A new unit starts only
+        # while the estimate fits the budget (or when nothing else is in flight).
+        self.density = 0.0  # logs per block, moving average
+        self.held: dict[Unit, int] = {}
+        self.budget = options.target_logs * options.concurrency
+        self.failures = 0  # consecutive failed units, for the retry back-off
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -171,7 +189,20 @@ class ChainRunner:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
     def _claim(self) -> Unit | None:
-        """The next unit that may run now, cut to the current range size."""
+        """The next unit that may run now, cut to the current range size, within the budget."""
+        if self.held and self.density == 0 and not self.progress.blocks:
+            return None  # slow start: nothing is known of the density yet
+        if self.held and sum(self.held.values()) + self._estimate(self.size) > self.budget:
+            return None
+        unit = self._next_unit()
+        if unit is not None:
+            self.held[unit] = self._estimate(len(unit.range))
+        return unit
+
+    def _estimate(self, blocks: int) -> int:
+        return int(self.density * blocks)
+
+    def _next_unit(self) -> Unit | None:
         for i, unit in enumerate(self.pending):
             if unit.factory is not None and self._factory_reach(unit.factory) < unit.range.end:
                 reach = self._factory_reach(unit.factory)
@@ -211,22 +242,43 @@ class ChainRunner:
 
     async def _work(self, unit: Unit) -> None:
         try:
-            result = await self.p.process(self.rpc, unit)
-            t0 = time.perf_counter()
-            try:
-                await self.db.commit(
-                    self.chain.chain_id, unit.range, unit.sources, result.rows,
-                    self.p.columns, self.chain.partition_blocks,
-                    children=result.children, worker=self.opt.worker,
-                )
-            except RangeConflict as e:
-                log.warning("%s: %s (another writer did it; skipping)", self.chain.name, e)
-                self.done = await self.db.done_ranges(self.chain.chain_id)
-                return
-            self._committed(result, time.perf_counter() - t0)
+            await self._attempt(unit)
+        except AnswerTooLarge as e:
+            # Denser than the size assumed: ask again for an eighth of the blocks.
+            self.size = max(1, len(unit.range) // 8)
+            log.info("%s: blocks %s: %s; retrying %d blocks at a time",
+                     self.chain.name, unit.range, e.detail, self.size)
+            self.pending.insert(0, unit)
+        except TRANSIENT as e:
+            if isinstance(e, RpcError) and not e.retryable:
+                raise
+            self.failures += 1
+            delay = min(30.0, 0.5 * 2 ** min(self.failures, 6))
+            log.warning("%s: blocks %s failed, retrying in %.1fs: %s",
+                        self.chain.name, unit.range, delay, e)
+            await asyncio.sleep(delay)
+            self.pending.insert(0, unit)
         finally:
             self.in_flight.discard(unit)
+            self.held.pop(unit, None)
             self.changed.set()
+
+    async def _attempt(self, unit: Unit) -> None:
+        result = await self.p.process(self.rpc, unit)
+        self.held[unit] = result.logs
+        t0 = time.perf_counter()
+        try:
+            await self.db.commit(
+                self.chain.chain_id, unit.range, unit.sources, result.rows,
+                self.p.columns, self.chain.partition_blocks,
+                children=result.children, worker=self.opt.worker,
+            )
+        except RangeConflict as e:
+            log.warning("%s: %s (another writer did it; skipping)", self.chain.name, e)
+            self.done = await self.db.done_ranges(self.chain.chain_id)
+            return
+        self._committed(result, time.perf_counter() - t0)
+        self.failures = 0
 
     def _committed(self, r: UnitResult, write_seconds: float) -> None:
         unit = r.unit
@@ -246,6 +298,8 @@ class ChainRunner:
                 metrics.EVENTS_WRITTEN.labels(chain=self.chain.name, table=table).inc(len(rows))
         metrics.RANGES_DONE.labels(chain=self.chain.name, stage="factory-children" if unit.factory else "main").inc()
         if unit.factory is None:
+            density = r.logs / len(unit.range)
+            self.density = density if self.density == 0 else 0.7 * self.density + 0.3 * density
             metrics.BLOCKS_INDEXED.labels(**self.labels).inc(len(unit.range))
             self.size = next_size(
                 self.size, r.logs, len(unit.range),

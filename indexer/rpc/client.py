@@ -22,6 +22,7 @@ from indexer import metrics
 from indexer.config import RpcEndpoint
 from indexer.rpc import wire
 from indexer.rpc.errors import (
+    AnswerTooLarge,
     BadAnswer,
     NodeBehind,
     RangeTooLarge,
@@ -118,6 +119,7 @@ class RpcClient:
         max_retries: int = 8,
         backoff_base: float = 0.2,
         backoff_max: float = 10.0,
+        max_answer_bytes: int = 64 << 20,
     ) -> None:
         if not endpoints:
             raise ValueError(f"chain {chain}: no RPC endpoint configured")
@@ -127,6 +129,9 @@ class RpcClient:
         self._max_retries = max_retries
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
+        # Memory bound: an eth_getLogs answer over a range of several blocks larger than this
+        # is dropped (AnswerTooLarge) rather than parsed; one block is always read whole.
+        self.max_answer_bytes = max_answer_bytes
         self._ids = itertools.count(1)
         self._turn = itertools.count()
         self._session: aiohttp.ClientSession | None = None
@@ -295,7 +300,10 @@ class RpcClient:
                 self._record(ep, method, e.outcome, started)
                 e.endpoint, e.method, e.what, e.attempts = ep.label, method, what, tries
                 e.detail = ep.scrub(e.detail)
-                if not e.retryable or isinstance(e, RangeTooLarge) or tries > self._max_retries:
+                if (
+                    not e.retryable or isinstance(e, RangeTooLarge | AnswerTooLarge)
+                    or tries > self._max_retries
+                ):
                     raise
                 ep = await self._after_failure(ep, e, tries)
                 continue
@@ -338,7 +346,11 @@ class RpcClient:
         session = self._open()
         try:
             async with session.post(ep.url, data=body, timeout=self._timeout) as resp:
-                raw = await resp.read()
+                limit = (
+                    self.max_answer_bytes if requested is not None and len(requested) > 1
+                    else None
+                )
+                raw = await _read(resp, limit)
                 status = resp.status
                 headers = resp.headers
         except TimeoutError:
@@ -372,6 +384,23 @@ def _result(reply: dict[str, Any], requested: BlockRange | None) -> Any:
     if "result" not in reply:
         raise BadAnswer("reply holds neither result nor error")
     return reply["result"]
+
+
+async def _read(resp: aiohttp.ClientResponse, limit: int | None) -> bytes:
+    """The body, or AnswerTooLarge as soon as it grows past ``limit`` bytes."""
+    if limit is None or resp.status != 200:
+        return await resp.read()
+    if resp.content_length is not None and resp.content_length > limit:
+        raise AnswerTooLarge(f"answer of {resp.content_length >> 20} MB is over the "
+                             f"{limit >> 20} MB cap")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(1 << 20):
+        size += len(chunk)
+        if size > limit:
+            raise AnswerTooLarge(f"answer over the {limit >> 20} MB cap")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _error_of(raw: bytes) -> dict[str, Any] | None:

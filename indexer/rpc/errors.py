@@ -63,6 +63,14 @@ class RangeTooLarge(RpcError):
         self.hint = hint  # a prefix of the requested range the node suggests, or None
 
 
+class AnswerTooLarge(RpcError):
+    """An eth_getLogs answer over the client's size cap: nothing of it is kept; the caller
+    asks again for fewer blocks. Not retried by the client: the size is the caller's choice."""
+
+    retryable = True
+    outcome = "range_too_large"
+
+
 class RateLimited(RpcError):
     retryable = True
     failover = True
