@@ -190,3 +190,80 @@ def test_status_shows_head_indexed_lag_and_rows(traffic: Deployed, database_url:
     expected = compare(traffic, database_url)
     assert row["tables"] == {t: len(r) for t, r in expected.items() if t in row["tables"]}
     assert row["tables"]["weth9_deposit"] == len(expected["weth9_deposit"])
+
+
+def test_two_worker_processes_split_the_blocks_and_end_equal_to_the_chain(
+    deployed: Deployed, database_url: str, tmp_path: Path
+):
+    run_traffic(deployed, rounds=20, seed=11)
+    bulk_transfers(deployed.url, deployed.addresses.token_b, 20_000, logs_per_tx=500, txs_per_block=2)
+    run_traffic(deployed, rounds=20, seed=12, prepare=False)
+    chain = write_chain(tmp_path / "anvil.yaml", get_logs_max_range=4)
+    res = indexer(["run", "--chain", str(chain), "--once", "--workers", "2"],
+                  env_for(database_url, deployed.url))
+    assert res.code == 0, res.err
+    assert res.err.count("indexed up to block") == 2  # one summary per worker
+    compare(deployed, database_url)
+    workers = asyncio.run(_workers(database_url))
+    assert workers == {"worker-0", "worker-1"}
+
+
+async def _workers(url: str) -> set[str]:
+    conn = await asyncpg.connect(url)
+    try:
+        return {r["worker"] for r in await conn.fetch("SELECT DISTINCT worker FROM indexer.ranges")}
+    finally:
+        await conn.close()
+
+
+def test_metrics_endpoint_serves_contract_gauges_while_running(
+    traffic: Deployed, database_url: str, tmp_path: Path
+):
+    import urllib.request
+
+    from tests.support.services import free_port
+
+    port = free_port()
+    env = env_for(database_url, traffic.url, INDEXER_METRICS_PORT=str(port))
+    proc = start_indexer(["run", "--chain", "anvil"], env, log=tmp_path / "run.log")
+    try:
+        wait_for(lambda: asyncio.run(_max_block(database_url)) == head(traffic), timeout=60)
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                return r.read().decode()
+
+        text = scrape()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            assert r.status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        stop(proc)
+    h = head(traffic)
+    for series in (f'indexer_chain_head_block{{chain="anvil"}} {h}.0',
+                   f'indexer_safe_block{{chain="anvil"}} {h}.0',
+                   f'indexer_indexed_block{{chain="anvil"}} {h}.0',
+                   'indexer_lag_blocks{chain="anvil"} 0.0',
+                   'indexer_chain_info{block_time_seconds="1",chain="anvil",chain_id="31337",finality_depth="0"} 1.0'):
+        assert series in text, series
+    assert 'indexer_events_written_total{chain="anvil",table="weth9_deposit"}' in text
+    assert 'indexer_rpc_requests_total{chain="anvil",endpoint="0:127.0.0.1",method="eth_getLogs",outcome="ok"}' in text
+
+
+def test_embedded_postgres_is_used_when_database_url_is_unset(traffic: Deployed, tmp_path: Path):
+    env = env_for(None, traffic.url)
+    try:
+        res = indexer(["run", "--chain", "anvil", "--once"], env, cwd=tmp_path)
+        assert res.code == 0, res.err
+        data = tmp_path / ".indexer" / "pgdata"
+        assert (data / "PG_VERSION").exists()
+        assert str(data) in res.err and "psql" in res.err  # says where the data is and how to query
+        status = indexer(["status", "--chain", "anvil", "--json"], env, cwd=tmp_path)
+        assert status.code == 0, status.err
+        import json
+
+        [row] = json.loads(status.out)
+        assert row["indexed"] == head(traffic) and row["tables"]["weth9_deposit"] > 0
+    finally:
+        indexer(["db", "stop"], env, cwd=tmp_path)
