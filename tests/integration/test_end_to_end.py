@@ -137,9 +137,8 @@ def test_restarts_after_interruptions_end_equal_to_a_clean_run(
         proc = start_indexer(args, env, log=tmp_path / f"run{attempt}.log")
         # Stop at a random point: after a random number of further commits, plus a random delay.
         more = rng.randint(1, 12)
-        wait_for(lambda: proc.poll() is not None
-                 or asyncio.run(_ranges_done(database_url)) >= before + more, timeout=120,
-                 interval=0.02)
+        wait_for(lambda p=proc, goal=before + more: p.poll() is not None
+                 or asyncio.run(_ranges_done(database_url)) >= goal, timeout=120, interval=0.02)
         time.sleep(rng.uniform(0, 0.2))
         if proc.poll() is not None:
             break

@@ -1,6 +1,16 @@
 import pytest
 
-from indexer.plan import Source, Unit, covered_until, cut, merge, next_size, subtract, todo, watermark
+from indexer.plan import (
+    Source,
+    Unit,
+    covered_until,
+    cut,
+    merge,
+    next_size,
+    subtract,
+    todo,
+    watermark,
+)
 from indexer.types import BlockRange as R
 
 
