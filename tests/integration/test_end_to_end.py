@@ -266,3 +266,22 @@ def test_embedded_postgres_is_used_when_database_url_is_unset(traffic: Deployed,
         assert row["indexed"] == head(traffic) and row["tables"]["weth9_deposit"] > 0
     finally:
         indexer(["db", "stop"], env, cwd=tmp_path)
+
+
+def _without_block_timestamp(request: dict, reply: dict) -> dict:
+    if request.get("method") == "eth_getLogs" and isinstance(reply.get("result"), list):
+        for log in reply["result"]:
+            log.pop("blockTimestamp", None)
+    return reply
+
+
+def test_block_times_come_from_headers_when_logs_lack_block_timestamp(
+    traffic: Deployed, database_url: str
+):
+    from tests.support.proxy import RpcProxy
+
+    with RpcProxy(traffic.url, _without_block_timestamp) as proxy:
+        res = indexer(["run", "--chain", "anvil", "--once"], env_for(database_url, proxy.url))
+        assert res.code == 0, res.err
+        assert proxy.calls.get("eth_getBlockByNumber", 0) > 1  # headers were asked for
+    compare(traffic, database_url)
