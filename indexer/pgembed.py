@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,9 @@ class EmbeddedUnavailable(RuntimeError):
 
 def _bin(name: str) -> Path:
     try:
-        from pgserver._commands import POSTGRES_BIN_PATH  # type: ignore[import-untyped]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from pgserver._commands import POSTGRES_BIN_PATH  # type: ignore[import-untyped]
     except ImportError as e:  # pragma: no cover - depends on the install
         raise EmbeddedUnavailable(
             "DATABASE_URL is not set and the embedded Postgres is not installed: "
@@ -31,7 +34,9 @@ def _bin(name: str) -> Path:
 def start(home: Path = DEFAULT_HOME) -> str:
     """Start (or reuse) the embedded server; returns its connection URL."""
     _bin("postgres")
-    import pgserver  # type: ignore[import-untyped]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import pgserver  # type: ignore[import-untyped]
 
     data = (home / "pgdata").resolve()
     data.parent.mkdir(parents=True, exist_ok=True)
