@@ -66,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("pgserver").setLevel(logging.WARNING)
+    from indexer.abi import AbiError
     from indexer.config import ConfigError
     from indexer.rpc.errors import RpcError
     from indexer.sink.postgres import SinkError
@@ -76,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "db":
             return _db(args.action)
         return _with_loop(_COMMANDS[args.command](args))
-    except ConfigError as e:
+    except (ConfigError, AbiError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_CONFIG
     except (RpcError, SinkError) as e:

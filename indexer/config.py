@@ -180,9 +180,22 @@ def load_chain(path: Path, env: Mapping[str, str] | None = None) -> ChainConfig:
     reader = _Reader(path, shown)
     tree = expand_tree(tree, os.environ if env is None else env, "", reader.problem)
     chain = _read_chain(reader, tree)
+    if chain is not None:
+        _check_event_types(reader, chain)
     if reader.lines or chain is None:
         raise ConfigError("\n".join(reader.lines), reader.lines)
     return chain
+
+
+def _check_event_types(r: _Reader, chain: ChainConfig) -> None:
+    """Every selected event must map to columns (a type like ``uint7`` or ``fixed`` cannot)."""
+    from indexer.abi import AbiError, event_specs
+
+    for i, c in enumerate(chain.contracts):
+        try:
+            event_specs(c.name, list(c.abi), list(c.events) if c.events else None)
+        except AbiError as exc:
+            r.problem(f"contracts[{i}].abi", f"{c.abi_path.name}: {exc}")
 
 
 # ---------------------------------------------------------------------------- reading

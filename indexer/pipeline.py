@@ -209,7 +209,7 @@ def build_pipeline(chain: ChainConfig) -> ChainPipeline:
             for ev in wanted_discovery:
                 if not any(sel == ev or sel.startswith(ev + "(") for sel in selected):
                     selected.append(ev)
-        specs[c.name] = event_specs(c.name, list(c.abi), selected)
+        specs[c.name] = event_specs(c.name, list(c.abi), selected, source=c.abi_path)
     discoveries: list[Discovery] = []
     for c in chain.contracts:
         if c.factory is None:

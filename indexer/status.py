@@ -11,7 +11,7 @@ import orjson
 
 from indexer.config import ChainConfig, ConfigError, load_chain, resolve_chain
 from indexer.plan import Source, covered_until, watermark
-from indexer.rpc.client import RpcClient
+from indexer.rpc.client import RpcClient, endpoint_label
 from indexer.rpc.errors import RpcError
 from indexer.sink.postgres import Database
 
@@ -95,8 +95,8 @@ async def check_chain(name_or_path: str) -> int:
     print(f"ok   {chain.source}: valid ({len(chain.contracts)} contracts)")
     failed = False
     for i, ep in enumerate(chain.rpc):
+        label = endpoint_label(ep.url, i)
         async with RpcClient([ep], chain=chain.name, timeout=10.0, max_retries=1) as rpc:
-            label = rpc.labels[0] if hasattr(rpc, "labels") else f"endpoint {i}"
             try:
                 cid = await rpc.chain_id()
             except RpcError as e:

@@ -285,3 +285,19 @@ def test_block_times_come_from_headers_when_logs_lack_block_timestamp(
         assert res.code == 0, res.err
         assert proxy.calls.get("eth_getBlockByNumber", 0) > 1  # headers were asked for
     compare(traffic, database_url)
+
+
+def test_chain_check_passes_on_the_demo_and_fails_on_an_address_without_code(
+    deployed: Deployed, tmp_path: Path
+):
+    env = env_for(None, deployed.url)
+    ok = indexer(["chain", "check", "anvil"], env)
+    assert ok.code == 0, ok.out + ok.err
+    assert "chain id 31337" in ok.out and ok.out.count("bytes of code") == 4
+    chain = write_chain(tmp_path / "nocode.yaml", contracts=[
+        {"name": "Ghost", "abi": str(Path(__file__).parents[2] / "chains/abis/erc20.json"),
+         "address": "0x000000000000000000000000000000000000dEaD"},
+    ])
+    bad = indexer(["chain", "check", str(chain)], env)
+    assert bad.code == 1
+    assert "FAIL Ghost 0x000000000000000000000000000000000000dead: no code" in bad.out

@@ -376,3 +376,20 @@ def test_load_chains_loads_distinct_chains(chains: Path) -> None:
     assert [(c.name, c.chain_id) for c in load_chains(["a", "chains/b.yaml"], env={})] == [
         ("testchain", 7), ("other", 8),
     ]
+
+
+def test_an_abi_type_without_a_column_type_is_refused_at_load(tmp_path):
+    (tmp_path / "odd.json").write_text(
+        '[{"type":"event","name":"Odd","anonymous":false,'
+        '"inputs":[{"name":"x","type":"uint7","indexed":false}]}]'
+    )
+    path = tmp_path / "odd.yaml"
+    path.write_text(
+        "name: odd\nchain_id: 1\nrpc: [https://rpc.example]\nblock_time: 1s\n"
+        "finality_depth: 0\ncontracts:\n  - name: Odd\n    abi: odd.json\n"
+        '    address: "0x5fbdb2315678afecb367f032d93f642f64180aa3"\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load_chain(path, env={})
+    text = str(err.value)
+    assert "odd.yaml" in text and "contracts[0].abi" in text and "uint7" in text
