@@ -52,6 +52,15 @@ def _parser() -> argparse.ArgumentParser:
     chsub = ch.add_subparsers(dest="chain_command", required=True)
     chk = chsub.add_parser("check", help="validate a chain file, its ABIs and its RPC")
     chk.add_argument("chain", metavar="NAME|PATH")
+    add = chsub.add_parser("add", help="probe an RPC and write chains/NAME.yaml")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--rpc", required=True, action="append", metavar="URL",
+                     help="endpoint to probe (repeat for several)")
+    add.add_argument("--from-block", type=int, metavar="N", help="start_block (default: head)")
+    add.add_argument("--ws", metavar="URL", help="websocket endpoint (eth_subscribe newHeads)")
+    add.add_argument("--dir", type=Path, default=Path("chains"), metavar="DIR",
+                     help="where to write NAME.yaml (default ./chains)")
+    add.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     db = sub.add_parser("db", help="the database in use (embedded when DATABASE_URL is unset)")
     db.add_argument("action", choices=["url", "psql", "stop"])
@@ -230,6 +239,10 @@ async def _chain_check(args: argparse.Namespace) -> int:
 
 
 async def _chain(args: argparse.Namespace) -> int:
+    if args.chain_command == "add":
+        from indexer.chainadd import add_chain
+
+        return await add_chain(args)
     return await _chain_check(args)
 
 

@@ -89,5 +89,61 @@ REORG_DEPTH = Gauge(
     "indexer_reorg_depth_blocks", "Depth of the last reorg.", ["chain"], registry=REGISTRY
 )
 
+RPC_RANGE_SIZE = Gauge(
+    "indexer_rpc_range_size_blocks",
+    "eth_getLogs range size the client currently uses per endpoint.",
+    ["chain", "endpoint"],
+    registry=REGISTRY,
+)
+RPC_ENDPOINT_HEALTH = Gauge(
+    "indexer_rpc_endpoint_health",
+    "Health score of an endpoint, 0 (down) to 1 (healthy), from latency and errors.",
+    ["chain", "endpoint"],
+    registry=REGISTRY,
+)
+RPC_ENDPOINT_UP = Gauge(
+    "indexer_rpc_endpoint_up",
+    "1 while the endpoint's circuit breaker lets requests through, else 0.",
+    ["chain", "endpoint"],
+    registry=REGISTRY,
+)
+RPC_FAILOVERS = Counter(
+    "indexer_rpc_failovers_total",
+    "Requests moved from one endpoint to another after a failure.",
+    ["chain", "endpoint"],  # the endpoint failed over from
+    registry=REGISTRY,
+)
+RPC_ANSWER_REJECTED = Counter(
+    "indexer_rpc_answers_rejected_total",
+    "Answers that failed a check (range, block hash, logs bloom) and were asked again.",
+    ["chain", "endpoint", "reason"],
+    registry=REGISTRY,
+)
+HEAD_AGE_SECONDS = Gauge(
+    "indexer_head_age_seconds",
+    "Seconds since the timestamp of the latest head block seen.",
+    ["chain"],
+    registry=REGISTRY,
+)
+LAST_COMMIT_TIMESTAMP = Gauge(
+    "indexer_last_commit_timestamp_seconds",
+    "Unix time of the last committed range (detects a stalled indexer).",
+    ["chain"],
+    registry=REGISTRY,
+)
+WORKERS = Gauge(
+    "indexer_workers",
+    "Worker processes alive for a chain (as seen by this process).",
+    ["chain"],
+    registry=REGISTRY,
+)
+BLOCK_COMMIT_LATENCY = Histogram(
+    "indexer_block_commit_latency_seconds",
+    "Time from a block being seen at the head to its rows being committed (live tail).",
+    ["chain"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+
 # Outcomes of an RPC request, as used in the ``outcome`` label.
 OUTCOMES = ("ok", "range_too_large", "rate_limited", "node_behind", "timeout", "error")

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -13,9 +15,15 @@ from indexer.metrics import REGISTRY
 log = logging.getLogger(__name__)
 
 
+# One JSON object per chain: chain, chain_id, head, safe, indexed, lag_blocks, lag_seconds,
+# backlog_ranges, workers, ready (bool), reason (str, why not ready).
+StatusProvider = Callable[[], list[dict[str, Any]]]
+
+
 class MetricsServer:
     def __init__(self) -> None:
-        self.ready = False
+        self.ready = False  # set once the process is set up (database, RPC reached)
+        self.status: StatusProvider | None = None
         self._runner: web.AppRunner | None = None
 
     async def start(self, port: int, host: str = "0.0.0.0") -> int:
