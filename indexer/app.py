@@ -65,6 +65,7 @@ async def run_chains(
         for p in pipelines:
             rpc = RpcClient(p.chain.rpc, chain=p.chain.name)
             runners.append((ChainRunner(p, db, rpc, opts, reporter.update), rpc))
+        server.status = lambda: [r.status() for r, _ in runners]
         try:
             server.ready = True
             results = list(await asyncio.gather(*(r.run() for r, _ in runners)))

@@ -94,6 +94,9 @@ class ChainRunner:
         self.held: dict[Unit, int] = {}
         self.budget = options.target_logs * options.concurrency
         self.failures = 0  # consecutive failed units, for the retry back-off
+        self.head_time: int | None = None
+        self.lag_seconds: int | None = None
+        self.last_commit: float | None = None
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -123,6 +126,14 @@ class ChainRunner:
 
     async def run(self) -> Progress:
         await self.prepare()
+        watch = asyncio.create_task(self._watch())
+        try:
+            return await self._loop()
+        finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
+
+    async def _loop(self) -> Progress:
         first = True
         while True:
             target = await self._target(wait=not first)
@@ -150,6 +161,42 @@ class ChainRunner:
         if self.opt.poll_interval is not None:
             return self.opt.poll_interval
         return max(0.05, min(1.0, self.chain.block_time / 4))
+
+    async def _watch(self) -> None:
+        """Keep head, head age and lag in seconds current while the loop works."""
+        mark_time: tuple[int, int] | None = None  # (block, timestamp) of the watermark
+        while True:
+            try:
+                latest = await self.rpc.get_header("latest")
+                if latest is not None:
+                    self.head_time = latest.timestamp
+                    self._head(latest.number, latest.number - self.chain.finality_depth)
+                    metrics.HEAD_AGE_SECONDS.labels(**self.labels).set(
+                        max(0.0, time.time() - latest.timestamp))
+                    mark = self.progress.indexed
+                    if mark >= 0 and (mark_time is None or mark_time[0] != mark):
+                        header = await self.rpc.get_header(mark)
+                        if header is not None:
+                            mark_time = (mark, header.timestamp)
+                    if mark_time is not None:
+                        self.lag_seconds = max(0, latest.timestamp - mark_time[1])
+                        metrics.LAG_SECONDS.labels(**self.labels).set(self.lag_seconds)
+            except RpcError as e:
+                log.debug("%s: head watch: %s", self.chain.name, e)
+            await asyncio.sleep(max(self._poll_interval(), 1.0))
+
+    def status(self) -> dict[str, object]:
+        """What /status and /readyz report for this chain."""
+        c, p = self.chain, self.progress
+        return {
+            "chain": c.name, "chain_id": c.chain_id, "block_time": c.block_time,
+            "finality_depth": c.finality_depth, "head": p.head,
+            "safe": p.head - c.finality_depth, "indexed": p.indexed,
+            "lag_blocks": max(0, p.head - p.indexed) if p.head else None,
+            "lag_seconds": self.lag_seconds,
+            "backlog_ranges": len(self.pending) + len(self.in_flight),
+            "workers": 1, "last_commit": self.last_commit,
+        }
 
     def _head(self, head: int, safe: int) -> None:
         self.progress.head = head
@@ -309,6 +356,8 @@ class ChainRunner:
         for stage, secs in (("fetch", r.fetch_seconds), ("decode", r.decode_seconds), ("write", write_seconds)):
             metrics.STAGE_SECONDS.labels(chain=self.chain.name, stage=stage).inc(secs)
         self._watermark()
+        self.last_commit = time.time()
+        metrics.LAST_COMMIT_TIMESTAMP.labels(**self.labels).set(self.last_commit)
         metrics.BACKLOG_RANGES.labels(**self.labels).set(len(self.pending) + len(self.in_flight))
         if self.on_progress is not None:
             self.on_progress(pr)
