@@ -1,0 +1,385 @@
+"""The lease board: which worker works on which blocks right now.
+
+A lease covers an inclusive block range of one *group* of a chain (the main sources, or the
+children of one factory). Claiming is atomic: the board picks the first blocks of the caller's
+candidate ranges that no live lease or recent-done marker covers, and leases at most ``size`` of
+them. A lease carries a random token, a TTL renewed by heartbeats, and a fencing token that only
+grows. Extend and release act only while the token still matches; a lost lease raises LeaseLost
+and the worker drops that unit without committing.
+
+The board only coordinates: Postgres (``indexer.ranges``) stays the record of what is done, and
+its overlap check refuses a second commit of any block, so a board that lost everything (Redis
+FLUSHALL or restart) costs at most some repeated fetching, never a row.
+
+Two implementations: ``MemoryLeaseBoard`` (one process) and ``RedisLeaseBoard`` (many processes
+and hosts, scripts run atomically inside Redis).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from indexer.types import BlockRange
+
+DEFAULT_TTL = 30.0  # seconds; heartbeats renew every TTL / 3
+DONE_TTL = 15.0  # seconds a released range stays marked done, while workers refresh their plans
+
+
+class LeaseLost(Exception):
+    """The lease expired or was taken over: the unit must not be committed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    chain: str
+    group: str
+    range: BlockRange
+    token: str
+    fence: int
+    worker: str
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """One entry of the board, as ``held`` reports it."""
+
+    group: str
+    range: BlockRange
+    worker: str
+    fence: int
+    done: bool
+
+
+class LeaseBoard(Protocol):
+    async def claim(
+        self, chain: str, group: str, candidates: Sequence[BlockRange], size: int, worker: str
+    ) -> Lease | None: ...
+
+    async def extend(self, lease: Lease) -> None: ...
+
+    async def release(self, lease: Lease, done: bool) -> None: ...
+
+    async def held(self, chain: str) -> list[Holding]: ...
+
+    async def heartbeat(self, chain: str, worker: str) -> None: ...
+
+    async def workers(self, chain: str) -> list[str]: ...
+
+    async def raise_fence(self, chain: str, floor: int) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def pick(
+    busy: Sequence[tuple[int, int]], candidates: Sequence[BlockRange], size: int
+) -> BlockRange | None:
+    """The first run of at most ``size`` blocks inside ``candidates`` (in order) that overlaps
+    no ``busy`` interval (inclusive). Pure; the Redis script implements the same walk."""
+    spans = sorted(busy)
+    for cand in candidates:
+        start = cand.start
+        for s, e in spans:
+            if e < start:
+                continue
+            if s <= start:
+                start = e + 1
+                continue
+            break
+        if start > cand.end:
+            continue
+        end = min(cand.end, start + max(1, size) - 1)
+        for s, _ in spans:
+            if start < s <= end:
+                end = s - 1
+                break
+        return BlockRange(start, end)
+    return None
+
+
+def new_token() -> str:
+    return secrets.token_hex(16)
+
+
+@dataclass
+class _Entry:
+    start: int
+    end: int
+    token: str
+    fence: int
+    worker: str
+    expires: float
+    done: bool = False
+
+
+@dataclass
+class MemoryLeaseBoard:
+    """The board of one process (no ``REDIS_URL``). ``clock`` is injectable for tests."""
+
+    ttl: float = DEFAULT_TTL
+    done_ttl: float = DONE_TTL
+    clock: Callable[[], float] = time.monotonic
+    _entries: dict[tuple[str, str], dict[str, _Entry]] = field(default_factory=dict)
+    _fence: dict[str, int] = field(default_factory=dict)
+    _workers: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def _live(self, chain: str, group: str) -> dict[str, _Entry]:
+        entries = self._entries.setdefault((chain, group), {})
+        now = self.clock()
+        for token in [t for t, e in entries.items() if e.expires <= now]:
+            del entries[token]
+        return entries
+
+    async def claim(
+        self, chain: str, group: str, candidates: Sequence[BlockRange], size: int, worker: str
+    ) -> Lease | None:
+        entries = self._live(chain, group)
+        got = pick([(e.start, e.end) for e in entries.values()], candidates, size)
+        if got is None:
+            return None
+        fence = self._fence.get(chain, 0) + 1
+        self._fence[chain] = fence
+        token = new_token()
+        entries[token] = _Entry(got.start, got.end, token, fence, worker, self.clock() + self.ttl)
+        return Lease(chain, group, got, token, fence, worker)
+
+    async def extend(self, lease: Lease) -> None:
+        entry = self._live(lease.chain, lease.group).get(lease.token)
+        if entry is None or entry.done:
+            raise LeaseLost(f"lease on {lease.group} {lease.range} of {lease.chain} is lost")
+        entry.expires = self.clock() + self.ttl
+
+    async def release(self, lease: Lease, done: bool) -> None:
+        entries = self._live(lease.chain, lease.group)
+        entry = entries.get(lease.token)
+        if entry is None:
+            return
+        if done:
+            entry.done = True
+            entry.expires = self.clock() + self.done_ttl
+        else:
+            del entries[lease.token]
+
+    async def held(self, chain: str) -> list[Holding]:
+        out = []
+        for (c, group) in list(self._entries):
+            if c != chain:
+                continue
+            for e in self._live(c, group).values():
+                out.append(Holding(group, BlockRange(e.start, e.end), e.worker, e.fence, e.done))
+        return sorted(out, key=lambda h: (h.group, h.range))
+
+    async def heartbeat(self, chain: str, worker: str) -> None:
+        self._workers.setdefault(chain, {})[worker] = self.clock() + self.ttl
+
+    async def workers(self, chain: str) -> list[str]:
+        now = self.clock()
+        return sorted(w for w, t in self._workers.get(chain, {}).items() if t > now)
+
+    async def raise_fence(self, chain: str, floor: int) -> None:
+        self._fence[chain] = max(self._fence.get(chain, 0), floor)
+
+    async def close(self) -> None:
+        return None
+
+
+# -- Redis ------------------------------------------------------------------------------------
+
+
+class RedisKeys:
+    """Every Redis key of the project, namespaced by chain (defined here and nowhere else)."""
+
+    prefix = "indexer"
+
+    @classmethod
+    def leases(cls, chain: str, group: str) -> str:
+        return f"{cls.prefix}:{chain}:leases:{group}"
+
+    @classmethod
+    def groups(cls, chain: str) -> str:
+        return f"{cls.prefix}:{chain}:groups"
+
+    @classmethod
+    def fence(cls, chain: str) -> str:
+        return f"{cls.prefix}:{chain}:fence"
+
+    @classmethod
+    def workers(cls, chain: str) -> str:
+        return f"{cls.prefix}:{chain}:workers"
+
+
+# An entry is "start end fence worker expires_ms done"; time is the server's (TIME).
+_LUA_COMMON = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function fields(v)
+  local f = {}
+  for x in string.gmatch(v, '%S+') do f[#f + 1] = x end
+  return f
+end
+local function entry(s, e, fence, worker, expires, done)
+  return string.format('%d %d %d %s %d %s', s, e, fence, worker, expires, done)
+end
+"""
+
+_CLAIM = _LUA_COMMON + """
+local ttl, size, worker, token = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local busy = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local f = fields(all[i + 1])
+  if tonumber(f[5]) <= now then
+    redis.call('HDEL', KEYS[1], all[i])
+  else
+    busy[#busy + 1] = {tonumber(f[1]), tonumber(f[2])}
+  end
+end
+table.sort(busy, function(a, b) return a[1] < b[1] end)
+for c = 5, #ARGV - 1, 2 do
+  local start, last = tonumber(ARGV[c]), tonumber(ARGV[c + 1])
+  for _, b in ipairs(busy) do
+    if b[2] >= start then
+      if b[1] <= start then start = b[2] + 1 else break end
+    end
+  end
+  if start <= last then
+    local e = math.min(last, start + size - 1)
+    for _, b in ipairs(busy) do
+      if b[1] > start and b[1] <= e then e = b[1] - 1; break end
+    end
+    local fence = redis.call('INCR', KEYS[2])
+    redis.call('HSET', KEYS[1], token, entry(start, e, fence, worker, now + ttl, '0'))
+    redis.call('PEXPIRE', KEYS[1], 86400000)
+    redis.call('SADD', KEYS[3], ARGV[#ARGV])
+    return {start, e, fence}
+  end
+end
+return false
+"""
+
+_EXTEND = _LUA_COMMON + """
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return 0 end
+local f = fields(v)
+if tonumber(f[5]) <= now or f[6] == '1' then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], entry(f[1], f[2], f[3], f[4], now + tonumber(ARGV[2]), '0'))
+return 1
+"""
+
+_RELEASE = _LUA_COMMON + """
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return 0 end
+local f = fields(v)
+if ARGV[2] == '1' and tonumber(f[5]) > now then
+  redis.call('HSET', KEYS[1], ARGV[1], entry(f[1], f[2], f[3], f[4], now + tonumber(ARGV[3]), '1'))
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 1
+"""
+
+_HEARTBEAT = _LUA_COMMON + """
+if ARGV[1] ~= '' then
+  redis.call('HSET', KEYS[1], ARGV[1], now + tonumber(ARGV[2]))
+  redis.call('PEXPIRE', KEYS[1], 86400000)
+end
+local alive = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if tonumber(all[i + 1]) <= now then redis.call('HDEL', KEYS[1], all[i])
+  else alive[#alive + 1] = all[i] end
+end
+return alive
+"""
+
+_LIVE = _LUA_COMMON + """
+local out = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local f = fields(all[i + 1])
+  if tonumber(f[5]) > now then out[#out + 1] = all[i + 1] end
+end
+return out
+"""
+
+_RAISE_FENCE = """
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+"""
+
+
+class RedisLeaseBoard:
+    """The board shared by every worker that uses the same ``REDIS_URL``."""
+
+    def __init__(self, url: str, *, ttl: float = DEFAULT_TTL, done_ttl: float = DONE_TTL) -> None:
+        import redis.asyncio as aioredis
+
+        self.redis = aioredis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        self.ttl_ms = int(ttl * 1000)
+        self.done_ttl_ms = int(done_ttl * 1000)
+        self._claim = self.redis.register_script(_CLAIM)
+        self._extend = self.redis.register_script(_EXTEND)
+        self._release = self.redis.register_script(_RELEASE)
+        self._heartbeat = self.redis.register_script(_HEARTBEAT)
+        self._live = self.redis.register_script(_LIVE)
+        self._raise = self.redis.register_script(_RAISE_FENCE)
+
+    async def claim(
+        self, chain: str, group: str, candidates: Sequence[BlockRange], size: int, worker: str
+    ) -> Lease | None:
+        if not candidates:
+            return None
+        token = new_token()
+        worker = _clean(worker)
+        args: list[object] = [self.ttl_ms, max(1, size), worker, token]
+        for c in candidates:
+            args += [c.start, c.end]
+        args.append(group)
+        got = await self._claim(
+            keys=[RedisKeys.leases(chain, group), RedisKeys.fence(chain), RedisKeys.groups(chain)],
+            args=args,
+        )
+        if not got:
+            return None
+        start, end, fence = (int(x) for x in got)
+        return Lease(chain, group, BlockRange(start, end), token, fence, worker)
+
+    async def extend(self, lease: Lease) -> None:
+        ok = await self._extend(keys=[RedisKeys.leases(lease.chain, lease.group)],
+                                args=[lease.token, self.ttl_ms])
+        if not ok:
+            raise LeaseLost(f"lease on {lease.group} {lease.range} of {lease.chain} is lost")
+
+    async def release(self, lease: Lease, done: bool) -> None:
+        await self._release(keys=[RedisKeys.leases(lease.chain, lease.group)],
+                            args=[lease.token, "1" if done else "0", self.done_ttl_ms])
+
+    async def held(self, chain: str) -> list[Holding]:
+        out: list[Holding] = []
+        for raw in await self.redis.smembers(RedisKeys.groups(chain)):
+            group = raw.decode()
+            for v in await self._live(keys=[RedisKeys.leases(chain, group)], args=[]):
+                s, e, fence, worker, _, done = v.decode().split()
+                out.append(Holding(group, BlockRange(int(s), int(e)), worker, int(fence), done == "1"))
+        return sorted(out, key=lambda h: (h.group, h.range))
+
+    async def heartbeat(self, chain: str, worker: str) -> None:
+        await self._heartbeat(keys=[RedisKeys.workers(chain)], args=[_clean(worker), self.ttl_ms])
+
+    async def workers(self, chain: str) -> list[str]:
+        alive = await self._heartbeat(keys=[RedisKeys.workers(chain)], args=["", 0])
+        return sorted(w.decode() for w in alive if w)
+
+    async def raise_fence(self, chain: str, floor: int) -> None:
+        await self._raise(keys=[RedisKeys.fence(chain)], args=[floor])
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+def _clean(worker: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_.:@" else "_" for ch in worker) or "worker"
