@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import math
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 
 from indexer.config import ChainConfig
+from indexer.lease import DEFAULT_TTL, LeaseBoard, MemoryLeaseBoard
 from indexer.pipeline import build_pipeline
 from indexer.progress import Reporter, summary
 from indexer.rpc.client import RpcClient
@@ -30,16 +31,19 @@ async def run_chains(
     until: int | None,
     concurrency: int,
     target_logs: int,
-    shard: tuple[int, int, int] | None = None,
+    worker: str | None = None,
 ) -> int:
     from indexer.cli import database_url, redact_url, schema_name
 
     tune_gc()
     url = database_url()
     schema = schema_name()
-    worker = os.environ.get("INDEXER_WORKER", "local")
+    worker = worker or default_worker_id()
+    ttl = float(os.environ.get("INDEXER_LEASE_TTL", DEFAULT_TTL))
     pipelines = [build_pipeline(c) for c in chains]  # ABI problems surface before any I/O
-    db = await Database.connect(url, schema, max_size=max(2, concurrency * len(chains) + 1))
+    board, shared = await make_board(ttl)
+    db = await Database.connect(url, schema, max_size=max(2, concurrency * len(chains) + 1),
+                                idle_in_transaction=max(10.0, 2 * ttl))
     server = MetricsServer()
     reporter = Reporter()
     results: list[Progress] = []
@@ -60,11 +64,11 @@ async def run_chains(
         port = await server.start(int(os.environ.get("INDEXER_METRICS_PORT", "9464")))
         log.info("metrics on http://127.0.0.1:%d/metrics (%s)", port, worker)
         opts = RunOptions(once=once, until=until, concurrency=concurrency,
-                          target_logs=target_logs, worker=worker, shard=shard)
+                          target_logs=target_logs, worker=worker, lease_ttl=ttl, shared=shared)
         runners = []
         for p in pipelines:
             rpc = RpcClient(p.chain.rpc, chain=p.chain.name)
-            runners.append((ChainRunner(p, db, rpc, opts, reporter.update), rpc))
+            runners.append((ChainRunner(p, db, rpc, board, opts, reporter.update), rpc))
         server.status = lambda: [r.status() for r, _ in runners]
         try:
             server.ready = True
@@ -91,6 +95,7 @@ async def run_chains(
             loop.remove_signal_handler(sig)
         await server.stop()
         await db.close()
+        await board.close()
 
 
 def tune_gc() -> None:
@@ -102,13 +107,29 @@ def tune_gc() -> None:
     gc.set_threshold(100_000, 50, 1000)
 
 
-async def work_span(chains: Sequence[ChainConfig], workers: int) -> int:
-    """Grid span for splitting the blocks left among ``workers`` processes: about 32 slices
-    each, so an uneven density still spreads."""
-    widest = 1
-    for c in chains:
-        async with RpcClient(c.rpc, chain=c.name) as rpc:
-            head = await rpc.block_number()
-        first = min((x.start_block for x in c.contracts), default=c.start_block)
-        widest = max(widest, head - c.finality_depth - first + 1)
-    return max(1, math.ceil(widest / (workers * 32)))
+def default_worker_id() -> str:
+    return os.environ.get("INDEXER_WORKER") or f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def make_board(ttl: float) -> tuple[LeaseBoard, bool]:
+    """The lease board: Redis when ``REDIS_URL`` is set (many hosts), the ``--workers`` parent's
+    when ``INDEXER_LEASE_URL`` is set (one host), else this process's own. Also whether it is
+    shared with other processes."""
+    redis_url = os.environ.get("REDIS_URL")
+    if redis_url:
+        from indexer.lease import RedisLeaseBoard
+
+        board = RedisLeaseBoard(redis_url, ttl=ttl)
+        try:
+            await board.redis.ping()
+        except Exception as e:  # noqa: BLE001 - any failure to reach Redis is reported the same
+            await board.close()
+            raise SystemExit(f"error: REDIS_URL is set but Redis cannot be reached: "
+                             f"{type(e).__name__}: {e}") from None
+        return board, True
+    lease_url = os.environ.get("INDEXER_LEASE_URL")
+    if lease_url:
+        from indexer.lease_http import HttpLeaseBoard
+
+        return HttpLeaseBoard(lease_url), True
+    return MemoryLeaseBoard(ttl=ttl), False

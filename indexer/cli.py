@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="units in flight per chain and process (default 4)")
     run.add_argument("--target-logs", type=int, default=10_000, metavar="N",
                      help="logs per eth_getLogs the range size aims at (default 10000)")
-    run.add_argument("--shard", help=argparse.SUPPRESS)  # INDEX/COUNT/SPAN, set by --workers
+    run.add_argument("--worker-id", metavar="ID",
+                     help="name of this worker in leases and status (default HOST:PID)")
 
     st = sub.add_parser("status", help="per chain: head, indexed block, lag, rows per table")
     st.add_argument("--chain", action="append", metavar="NAME|PATH")
@@ -142,32 +143,37 @@ def _run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return EXIT_CONFIG
-    if args.workers > 1 and args.shard is None:
-        return _run_workers(args, chains)
+    if args.workers > 1:
+        return _with_loop(_run_workers(args))
     from indexer.app import run_chains
 
-    shard = None
-    if args.shard:
-        index, count, span = (int(x) for x in args.shard.split("/"))
-        shard = (index, count, span)
     return _with_loop(run_chains(
         chains, once=args.once, until=args.until, concurrency=args.concurrency,
-        target_logs=args.target_logs, shard=shard,
+        target_logs=args.target_logs, worker=args.worker_id,
     ))
 
 
-def _run_workers(args: argparse.Namespace, chains: list) -> int:
-    """Start ``--workers`` processes that split the blocks on a fixed grid (one host, no Redis).
+async def _run_workers(args: argparse.Namespace) -> int:
+    """Start ``--workers`` processes of this command. They share the lease board: Redis when
+    ``REDIS_URL`` is set, else one this process serves to them on 127.0.0.1."""
+    import asyncio
+    import socket
 
-    The grid span is chosen so each worker gets many slices of the work left."""
-    from indexer.app import work_span
+    from indexer.lease import DEFAULT_TTL, MemoryLeaseBoard
+    from indexer.lease_http import LeaseServer
 
     url = database_url()
-    span = _with_loop(work_span(chains, args.workers))
+    env = dict(os.environ, DATABASE_URL=url)
+    server = None
+    if not os.environ.get("REDIS_URL"):
+        ttl = float(os.environ.get("INDEXER_LEASE_TTL", DEFAULT_TTL))
+        server = LeaseServer(MemoryLeaseBoard(ttl=ttl))
+        env["INDEXER_LEASE_URL"] = await server.start()
     base_port = int(os.environ.get("INDEXER_METRICS_PORT", "9464"))
-    procs: list[subprocess.Popen[bytes]] = []
+    base_id = args.worker_id or f"{socket.gethostname()}:{os.getpid()}"
+    procs = []
     for i in range(args.workers):
-        argv = [sys.executable, "-m", "indexer", "run", "--shard", f"{i}/{args.workers}/{span}",
+        argv = [sys.executable, "-m", "indexer", "run", "--worker-id", f"{base_id}/{i}",
                 "--concurrency", str(args.concurrency), "--target-logs", str(args.target_logs)]
         for c in args.chain:
             argv += ["--chain", c]
@@ -175,18 +181,19 @@ def _run_workers(args: argparse.Namespace, chains: list) -> int:
             argv.append("--once")
         if args.until is not None:
             argv += ["--until", str(args.until)]
-        env = dict(os.environ, DATABASE_URL=url, INDEXER_WORKER=f"worker-{i}")
-        env["INDEXER_METRICS_PORT"] = str(base_port + i if base_port else 0)
-        procs.append(subprocess.Popen(argv, env=env))
-    log.info("started %d workers (grid of %d blocks)", len(procs), span)
+        child_env = dict(env, INDEXER_METRICS_PORT=str(base_port + i if base_port else 0))
+        procs.append(await asyncio.create_subprocess_exec(*argv, env=child_env))
+    log.info("started %d workers (lease board: %s)", len(procs),
+             "Redis" if server is None else "this process")
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda s=sig: [p.send_signal(s) for p in procs
+                                                    if p.returncode is None])
     try:
-        codes = [p.wait() for p in procs]
-    except KeyboardInterrupt:
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            p.wait()
-        return EXIT_INTERRUPTED
+        codes = [await p.wait() for p in procs]
+    finally:
+        if server is not None:
+            await server.stop()
     return max(codes)
 
 

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from indexer import metrics
+from indexer import faults, metrics
+from indexer.claims import BOARD_ERRORS, Claims
+from indexer.lease import DEFAULT_TTL, LeaseBoard, LeaseLost
 from indexer.pipeline import ChainPipeline, UnitResult
-from indexer.plan import Unit, cut, merge, next_size, todo, watermark
+from indexer.plan import Unit, merge, next_size, todo, watermark
 from indexer.rpc.client import RpcClient
 from indexer.rpc.errors import AnswerTooLarge, RpcError
 from indexer.sink.postgres import Database, RangeConflict
@@ -42,7 +44,9 @@ class RunOptions:
     max_range: int = 100_000
     poll_interval: float | None = None  # default: a fraction of the block time, at most 1 s
     worker: str = "local"
-    shard: tuple[int, int, int] | None = None  # (index, count, span): fixed split across processes
+    lease_ttl: float = DEFAULT_TTL
+    shared: bool = False  # the lease board is shared with other processes: refresh from Postgres
+    refresh_interval: float = 2.0
 
 
 @dataclass(slots=True)
@@ -70,6 +74,7 @@ class ChainRunner:
         pipeline: ChainPipeline,
         db: Database,
         rpc: RpcClient,
+        board: LeaseBoard,
         options: RunOptions,
         on_progress: Callable[[Progress], None] | None = None,
     ) -> None:
@@ -84,8 +89,10 @@ class ChainRunner:
         # Slow start: the density of logs is unknown until a first unit returns, so the first
         # unit is small and runs alone; sizes then follow the density (next_size).
         self.size = max(1, min(self.chain.get_logs_max_range, SLOW_START_BLOCKS))
-        self.pending: list[Unit] = []
-        self.in_flight: set[Unit] = set()
+        self.claims = Claims(self.chain.name, board, options.worker, self.chain.partition_blocks,
+                             options.lease_ttl)
+        self.board = board
+        self.planned_at = 0.0
         self.changed = asyncio.Event()
         self.labels = {"chain": self.chain.name}
         # Memory bound: logs fetched or expected but not yet committed. A new unit starts only
@@ -115,6 +122,7 @@ class ChainRunner:
         )
         await self.db.ensure_event_tables(self.p.tables)
         self.done = await self.db.done_ranges(c.chain_id)
+        await self.board.raise_fence(c.name, await self.db.max_fence(c.chain_id))
         for name in {s.name for s in self.p.sources if s.factory is not None}:
             self.p.children[name] = await self.db.children(c.chain_id, name)
         metrics.CHAIN_INFO.labels(
@@ -126,12 +134,13 @@ class ChainRunner:
 
     async def run(self) -> Progress:
         await self.prepare()
-        watch = asyncio.create_task(self._watch())
+        helpers = [asyncio.create_task(self._watch()), asyncio.create_task(self._keep())]
         try:
             return await self._loop()
         finally:
-            watch.cancel()
-            await asyncio.gather(watch, return_exceptions=True)
+            for t in helpers:
+                t.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
 
     async def _loop(self) -> Progress:
         first = True
@@ -194,8 +203,8 @@ class ChainRunner:
             "safe": p.head - c.finality_depth, "indexed": p.indexed,
             "lag_blocks": max(0, p.head - p.indexed) if p.head else None,
             "lag_seconds": self.lag_seconds,
-            "backlog_ranges": len(self.pending) + len(self.in_flight),
-            "workers": 1, "last_commit": self.last_commit,
+            "backlog_ranges": self._backlog(),
+            "workers": self.claims.workers_alive, "last_commit": self.last_commit,
         }
 
     def _head(self, head: int, safe: int) -> None:
@@ -205,43 +214,61 @@ class ChainRunner:
         metrics.LAG_BLOCKS.labels(**self.labels).set(max(0, head - max(self.progress.indexed, 0)))
 
     def _plan(self, target: int) -> None:
-        units = todo(self.p.sources, self.done, target)
-        if self.opt.shard is not None:
-            units = [u for part in units for u in _shard(part, self.opt.shard)]
-        self.pending = units
-        if not self.progress.blocks and units:
-            self.progress.first = min(u.range.start for u in units)
+        self.claims.replan(todo(self.p.sources, self.done, target))
+        self.planned_at = time.monotonic()
+        pending = self.claims.pending
+        if not self.progress.blocks and pending:
+            self.progress.first = min(u.range.start for u in pending)
         self._watermark()
-        metrics.BACKLOG_RANGES.labels(**self.labels).set(len(units))
+        metrics.BACKLOG_RANGES.labels(**self.labels).set(self._backlog())
+
+    def _backlog(self) -> int:
+        return len(self.claims.pending) + len(self.claims.leases)
+
+    async def _refresh(self) -> None:
+        """Learn what the other workers committed (only Postgres knows) and plan again."""
+        self.done = await self.db.done_ranges(self.chain.chain_id)
+        for name in {s.name for s in self.p.sources if s.factory is not None}:
+            self.p.children[name] = await self.db.children(self.chain.chain_id, name)
+        self._plan(self.progress.target)
 
     async def _drain(self) -> None:
         tasks: set[asyncio.Task[None]] = set()
         try:
-            while self.pending or tasks:
+            while self.claims.pending or tasks:
                 while len(tasks) < self.opt.concurrency:
-                    unit = self._claim()
+                    unit = await self._claim()
                     if unit is None:
                         break
                     tasks.add(asyncio.create_task(self._work(unit)))
                 if not tasks:
-                    await self._wait_for_factories()
+                    await self._idle()
                     continue
-                finished, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                finished, tasks = await asyncio.wait(
+                    tasks, timeout=self.opt.refresh_interval, return_when=asyncio.FIRST_COMPLETED
+                )
                 for t in finished:
                     t.result()
+                if self.opt.shared and time.monotonic() - self.planned_at > self.opt.refresh_interval:
+                    await self._refresh()
         finally:
             for t in tasks:
                 t.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _claim(self) -> Unit | None:
-        """The next unit that may run now, cut to the current range size, within the budget."""
+    async def _claim(self) -> Unit | None:
+        """Lease the next unit that may run now, within the memory budget."""
         if self.held and self.density == 0 and not self.progress.blocks:
             return None  # slow start: nothing is known of the density yet
         if self.held and sum(self.held.values()) + self._estimate(self.size) > self.budget:
             return None
-        unit = self._next_unit()
+        try:
+            unit = await self.claims.claim(self.size, self._factory_reach)
+        except BOARD_ERRORS as e:
+            log.warning("%s: lease board unreachable, waiting: %s", self.chain.name, e)
+            await asyncio.sleep(1.0)
+            return None
         if unit is not None:
             self.held[unit] = self._estimate(len(unit.range))
         return unit
@@ -249,53 +276,40 @@ class ChainRunner:
     def _estimate(self, blocks: int) -> int:
         return int(self.density * blocks)
 
-    def _next_unit(self) -> Unit | None:
-        for i, unit in enumerate(self.pending):
-            if unit.factory is not None and self._factory_reach(unit.factory) < unit.range.end:
-                reach = self._factory_reach(unit.factory)
-                if reach < unit.range.start:
-                    continue
-                ready = Unit(BlockRange(unit.range.start, reach), unit.sources, unit.factory)
-                head, _ = cut(ready, self.size, self.chain.partition_blocks)
-                self.pending[i] = Unit(
-                    BlockRange(head.range.end + 1, unit.range.end), unit.sources, unit.factory
-                )
-                self.in_flight.add(head)
-                return head
-            head, rest = cut(unit, self.size, self.chain.partition_blocks)
-            if rest is None:
-                del self.pending[i]
-            else:
-                self.pending[i] = rest
-            self.in_flight.add(head)
-            return head
-        return None
-
     def _factory_reach(self, factory: str) -> int:
         src = next(s for s in self.p.sources if s.name == factory)
         return watermark([src], self.done)
 
-    async def _wait_for_factories(self) -> None:
-        """Child units wait for discovery; with other processes sharing the chain, their
-        progress is only seen in the database."""
+    async def _idle(self) -> None:
+        """Nothing can be claimed: other workers hold the rest, or children wait for discovery.
+        Wait for a unit of ours to end, or look at Postgres again."""
         self.changed.clear()
         try:
             await asyncio.wait_for(self.changed.wait(), timeout=0.5)
         except TimeoutError:
-            if self.opt.shard is not None:
-                self.done = await self.db.done_ranges(self.chain.chain_id)
-                for name in {s.name for s in self.p.sources if s.factory is not None}:
-                    self.p.children[name] = await self.db.children(self.chain.chain_id, name)
+            if self.opt.shared:
+                await self._refresh()
+
+    async def _keep(self) -> None:
+        """Heartbeats: renew the leases held and announce this worker, every TTL / 3."""
+        while True:
+            await self.claims.keep()
+            await asyncio.sleep(self.opt.lease_ttl / 3)
 
     async def _work(self, unit: Unit) -> None:
+        done = conflict = False
         try:
-            await self._attempt(unit)
+            done = await self._attempt(unit)
+            conflict = not done
         except AnswerTooLarge as e:
             # Denser than the size assumed: ask again for an eighth of the blocks.
             self.size = max(1, len(unit.range) // 8)
             log.info("%s: blocks %s: %s; retrying %d blocks at a time",
                      self.chain.name, unit.range, e.detail, self.size)
-            self.pending.insert(0, unit)
+            self.claims.give_back(unit)
+        except LeaseLost as e:
+            log.warning("%s: blocks %s not committed: %s", self.chain.name, unit.range, e)
+            self.claims.give_back(unit)
         except TRANSIENT as e:
             if isinstance(e, RpcError) and not e.retryable:
                 raise
@@ -303,29 +317,35 @@ class ChainRunner:
             delay = min(30.0, 0.5 * 2 ** min(self.failures, 6))
             log.warning("%s: blocks %s failed, retrying in %.1fs: %s",
                         self.chain.name, unit.range, delay, e)
+            await self.claims.finish(unit, done=False)
             await asyncio.sleep(delay)
-            self.pending.insert(0, unit)
+            self.claims.give_back(unit)
         finally:
-            self.in_flight.discard(unit)
+            await self.claims.finish(unit, done=done)
             self.held.pop(unit, None)
             self.changed.set()
+        if conflict:
+            await self._refresh()
 
-    async def _attempt(self, unit: Unit) -> None:
+    async def _attempt(self, unit: Unit) -> bool:
+        """Fetch, decode and commit ``unit``; False when another writer had committed it."""
         result = await self.p.process(self.rpc, unit)
         self.held[unit] = result.logs
+        await faults.point("before_commit")
+        lease = await self.claims.confirm(unit)
         t0 = time.perf_counter()
         try:
             await self.db.commit(
                 self.chain.chain_id, unit.range, unit.sources, result.rows,
                 self.p.columns, self.chain.partition_blocks,
-                children=result.children, worker=self.opt.worker,
+                children=result.children, worker=self.opt.worker, fence=lease.fence,
             )
         except RangeConflict as e:
             log.warning("%s: %s (another writer did it; skipping)", self.chain.name, e)
-            self.done = await self.db.done_ranges(self.chain.chain_id)
-            return
+            return False
         self._committed(result, time.perf_counter() - t0)
         self.failures = 0
+        return True
 
     def _committed(self, r: UnitResult, write_seconds: float) -> None:
         unit = r.unit
@@ -358,7 +378,7 @@ class ChainRunner:
         self._watermark()
         self.last_commit = time.time()
         metrics.LAST_COMMIT_TIMESTAMP.labels(**self.labels).set(self.last_commit)
-        metrics.BACKLOG_RANGES.labels(**self.labels).set(len(self.pending) + len(self.in_flight))
+        metrics.BACKLOG_RANGES.labels(**self.labels).set(self._backlog())
         if self.on_progress is not None:
             self.on_progress(pr)
 
@@ -368,15 +388,3 @@ class ChainRunner:
         metrics.INDEXED_BLOCK.labels(**self.labels).set(mark)
         metrics.LAG_BLOCKS.labels(**self.labels).set(max(0, self.progress.head - mark))
 
-
-def _shard(unit: Unit, shard: tuple[int, int, int]) -> list[Unit]:
-    """The parts of ``unit`` that belong to worker ``index`` of ``count`` on a grid of ``span``."""
-    index, count, span = shard
-    out: list[Unit] = []
-    start = unit.range.start
-    while start <= unit.range.end:
-        end = min((start // span + 1) * span - 1, unit.range.end)
-        if (start // span) % count == index:
-            out.append(Unit(BlockRange(start, end), unit.sources, unit.factory))
-        start = end + 1
-    return out

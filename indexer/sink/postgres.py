@@ -20,6 +20,7 @@ from pathlib import Path
 
 import asyncpg
 
+from indexer import faults
 from indexer.sink import schema as ddl
 from indexer.types import BlockRange
 
@@ -74,8 +75,18 @@ class Database:
         self._partitions: set[str] = set()
 
     @classmethod
-    async def connect(cls, dsn: str, schema: str, *, max_size: int = 8) -> Database:
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, command_timeout=600)
+    async def connect(
+        cls, dsn: str, schema: str, *, max_size: int = 8, idle_in_transaction: float = 120.0
+    ) -> Database:
+        # A worker stopped inside a transaction (paused, or its host frozen) would hold its rows'
+        # key locks and block the worker that takes its range over: the server ends such
+        # sessions after ``idle_in_transaction`` seconds.
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=max_size, command_timeout=600,
+            server_settings={
+                "idle_in_transaction_session_timeout": str(int(idle_in_transaction * 1000)),
+            },
+        )
         assert pool is not None
         return cls(pool, schema)
 
@@ -214,6 +225,12 @@ class Database:
             out.setdefault(r["source"], []).append(BlockRange(r["from_block"], r["to_block"]))
         return out
 
+    async def max_fence(self, chain_id: int) -> int:
+        """Highest fencing token recorded for the chain: a new lease board resumes above it."""
+        return int(await self.pool.fetchval(
+            "SELECT coalesce(max(fence), 0) FROM indexer.ranges WHERE chain_id = $1", chain_id
+        ))
+
     async def children(self, chain_id: int, contract: str) -> dict[str, int]:
         """Discovered addresses of ``contract`` (lower-case hex) -> block of discovery."""
         rows = await self.pool.fetch(
@@ -269,6 +286,7 @@ class Database:
                                 for c in children
                             ],
                         )
+                    await faults.point("after_copy")
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", chain_lock_key(chain_id))
                     clash = await conn.fetchrow(
                         "SELECT source, from_block, to_block FROM indexer.ranges"
