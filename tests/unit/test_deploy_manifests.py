@@ -1,0 +1,302 @@
+"""The deployment files are in step with the code: docker-compose.yml, the Dockerfile,
+deploy/ (Kubernetes) and monitoring/ parse, name only metrics the code defines, use the
+metrics port and probe paths the code serves, and run commands the CLI accepts. The tools
+(promtool, docker-compose) validate what they know; they come from scripts/setup-monitoring."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import Counter, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+from indexer import metrics
+from indexer.cli import _parser
+from indexer.config import load_chain, resolve_chain
+from tests.support import devnet
+
+REPO = Path(__file__).resolve().parents[2]
+MONITORING = REPO / "monitoring"
+DEPLOY = REPO / "deploy"
+DASHBOARDS = sorted((MONITORING / "grafana" / "dashboards").glob("*.json"))
+ALERTS = MONITORING / "alerts.yml"
+DOCS_ALERTS = REPO / "docs" / "dashboards-and-alerts.md"
+METRICS_PORT = 9464  # INDEXER_METRICS_PORT's default (contract 1)
+
+
+def _defined_series() -> set[str]:
+    """Every series name indexer/metrics.py defines (a metric without label sets yet included)."""
+    names: set[str] = set()
+    for m in vars(metrics).values():
+        if not isinstance(m, MetricWrapperBase):
+            continue
+        if isinstance(m, Counter):
+            names.add(m._name + "_total")
+        elif isinstance(m, Histogram):
+            names.update(f"{m._name}_{s}" for s in ("bucket", "count", "sum"))
+        else:
+            names.add(m._name)
+    return names
+
+
+DEFINED = _defined_series()
+
+METRIC_NAME = re.compile(r"(?<![:\w])indexer_[a-z0-9_]+\b")
+RECORD_NAME = re.compile(r"\bchain:[a-z0-9_:]+\b")
+
+
+def _docs(path: Path) -> list[Any]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def _all_yaml(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml"))
+
+
+def _rules() -> dict[str, Any]:
+    return yaml.safe_load(ALERTS.read_text())
+
+
+def _recorded() -> set[str]:
+    return {r["record"] for g in _rules()["groups"] for r in g["rules"] if "record" in r}
+
+
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def _dashboard_exprs() -> list[tuple[str, str, str]]:
+    out = []
+    for path in DASHBOARDS:
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel["targets"]:
+                out.append((path.name, panel["title"], target["expr"]))
+    return out
+
+
+# ------------------------------------------------------------------------ parse, names
+
+
+def test_every_yaml_file_parses():
+    files = _all_yaml(DEPLOY) + _all_yaml(MONITORING) + [REPO / "docker-compose.yml"]
+    assert len(files) >= 15
+    for path in files:
+        assert _docs(path), f"{path} is empty"
+
+
+def test_kubernetes_manifests_have_kind_and_name():
+    kinds = set()
+    for path in _all_yaml(DEPLOY / "kubernetes"):
+        for doc in _docs(path):
+            if doc.get("kind") == "Kustomization":
+                continue
+            if "kind" not in doc:  # scrape config and adapter rules are config fragments
+                assert path.parent.name in ("prometheus", "autoscaling"), path
+                continue
+            assert doc.get("apiVersion") and doc["metadata"].get("name"), path
+            kinds.add(doc["kind"])
+    assert {"Deployment", "PodDisruptionBudget", "ScaledObject", "HorizontalPodAutoscaler",
+            "Service", "PodMonitor"} <= kinds
+
+
+@pytest.mark.parametrize("path", [ALERTS, *DASHBOARDS, *_all_yaml(DEPLOY)], ids=lambda p: p.name)
+def test_only_metrics_the_code_defines_are_named(path: Path):
+    text = path.read_text()
+    for name in set(METRIC_NAME.findall(text)):
+        assert name in DEFINED, f"{path.name} names {name}, which indexer/metrics.py does not define"
+    for name in set(RECORD_NAME.findall(text)):
+        assert name in _recorded(), f"{path.name} names {name}, not recorded in alerts.yml"
+
+
+def test_metrics_are_named_only_as_defined_in_the_module():
+    # the contract names: none of them renamed away
+    for name in ("indexer_chain_info", "indexer_lag_seconds", "indexer_backlog_ranges",
+                 "indexer_rpc_requests_total", "indexer_reorgs_total", "indexer_workers"):
+        assert name in DEFINED
+
+
+# ------------------------------------------------------------------------ ports, probes
+
+
+def _served_paths() -> set[str]:
+    return set(re.findall(r'add_get\("([^"]+)"', (REPO / "indexer" / "web.py").read_text()))
+
+
+def test_kubernetes_workers_probe_served_paths_on_the_metrics_port():
+    (deployment,) = _docs(DEPLOY / "kubernetes" / "deployment.yaml")
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": METRICS_PORT}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["INDEXER_METRICS_PORT"] == str(METRICS_PORT)
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(METRICS_PORT)
+    probes = {k: container[k]["httpGet"] for k in ("livenessProbe", "readinessProbe", "startupProbe")}
+    assert probes["livenessProbe"]["path"] == "/healthz"
+    assert probes["readinessProbe"]["path"] == "/readyz"
+    for probe in probes.values():
+        assert probe["path"] in _served_paths()
+        assert probe["port"] in ports
+    args = _parser().parse_args(container["args"][1:])
+    assert container["args"][0] == "indexer" and args.command == "run"
+    for chain in args.chain:
+        load_chain(resolve_chain(chain), env={})
+    (service,) = _docs(DEPLOY / "kubernetes" / "service.yaml")
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    (pdb,) = _docs(DEPLOY / "kubernetes" / "pdb.yaml")
+    assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_autoscalers_target_the_deployment_on_the_backlog():
+    (keda,) = _docs(DEPLOY / "kubernetes" / "autoscaling" / "keda-scaledobject.yaml")
+    assert keda["spec"]["scaleTargetRef"]["name"] == "indexer"
+    (trigger,) = keda["spec"]["triggers"]
+    assert trigger["type"] == "prometheus" and "indexer_backlog_ranges" in trigger["metadata"]["query"]
+    (hpa,) = _docs(DEPLOY / "kubernetes" / "autoscaling" / "hpa-external-metric.yaml")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": "indexer"}
+    assert hpa["spec"]["metrics"][0]["external"]["metric"]["name"] == "indexer_backlog_ranges"
+    (podmonitor,) = _docs(DEPLOY / "kubernetes" / "prometheus" / "podmonitor.yaml")
+    assert podmonitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+
+
+def test_kustomization_lists_existing_files():
+    kust = yaml.safe_load((DEPLOY / "kubernetes" / "kustomization.yaml").read_text())
+    for res in kust["resources"]:
+        assert (DEPLOY / "kubernetes" / res).is_file(), res
+
+
+# ------------------------------------------------------------------------ compose, Dockerfile
+
+
+def _code_text() -> str:
+    parts = [p.read_text() for p in (REPO / "indexer").rglob("*.py")]
+    parts.append((REPO / "chains" / "anvil.yaml").read_text())
+    return "\n".join(parts)
+
+
+def test_compose_commands_env_and_ports_match_the_code():
+    compose = _compose()
+    services = compose["services"]
+    assert {"postgres", "redis", "indexer", "anvil", "prometheus", "alertmanager", "grafana"} <= set(services)
+    worker = services["indexer"]
+    assert "container_name" not in worker and "ports" not in worker, "--scale needs neither"
+    cmd = worker["command"]
+    assert cmd[:2] == ["indexer", "run"]
+    args = _parser().parse_args(cmd[1:])
+    assert args.chain == ["anvil"]
+    code = _code_text()
+    for var in worker["environment"]:
+        assert re.search(rf"\b{var}\b", code), f"compose sets {var}, which the code never reads"
+    assert worker["environment"]["INDEXER_METRICS_PORT"] == str(METRICS_PORT)
+    assert worker["environment"]["ANVIL_RPC_URL"] == "http://anvil:8545"
+    anvil = services["anvil"]["command"]
+    assert anvil[:3] == ["python", "-m", "tests.support.devnet"]
+    parsed = devnet.parse_args(anvil[3:])
+    assert (parsed.host, parsed.port, parsed.keep_mining) == ("0.0.0.0", 8545, 1.0)
+    assert "8545:8545" in services["anvil"]["ports"]
+    prom = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    (job,) = [j for j in prom["scrape_configs"] if j["job_name"] == "indexer"]
+    (sd,) = job["dns_sd_configs"]
+    assert sd["names"] == ["indexer"] and sd["port"] == METRICS_PORT
+    assert prom["rule_files"] == ["alerts.yml"]
+    mounts = services["prometheus"]["volumes"]
+    assert "./monitoring/alerts.yml:/etc/prometheus/alerts.yml:ro" in mounts
+    for service in services.values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (REPO / source).exists(), volume
+
+
+def test_dockerfile_copies_what_exists_and_runs_the_cli():
+    text = (REPO / "Dockerfile").read_text()
+    for line in re.findall(r"^COPY (.+)$", text, re.M):
+        *sources, _ = line.split()
+        for src in sources:
+            assert (REPO / src).exists(), f"Dockerfile copies {src}, which does not exist"
+    cmd = json.loads(re.search(r"^CMD (.+)$", text, re.M).group(1))
+    assert cmd[0] == "indexer" and _parser().parse_args(cmd[1:]).chain == ["anvil"]
+    assert f"INDEXER_METRICS_PORT={METRICS_PORT}" in text and f"EXPOSE {METRICS_PORT}" in text
+
+
+def test_grafana_provisioning_matches_the_dashboards():
+    ds = yaml.safe_load((MONITORING / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    uid = ds["datasources"][0]["uid"]
+    compose = _compose()["services"]["grafana"]["volumes"]
+    prov = yaml.safe_load((MONITORING / "grafana/provisioning/dashboards/indexer.yml").read_text())
+    path = prov["providers"][0]["options"]["path"]
+    assert f"./monitoring/grafana/dashboards:{path}:ro" in compose
+    assert len(DASHBOARDS) >= 2
+    for board in DASHBOARDS:
+        data = json.loads(board.read_text())
+        (var,) = data["templating"]["list"]
+        assert var["name"] == "chain"
+        assert var["definition"] == "label_values(indexer_chain_info, chain)"
+        ids = [p["id"] for p in data["panels"]]
+        assert len(ids) == len(set(ids))
+        for panel in data["panels"]:
+            assert panel["datasource"]["uid"] == uid
+            for target in panel["targets"]:
+                assert "$chain" in target["expr"], f"{board.name}: {panel['title']}"
+
+
+def test_every_alert_has_a_runbook_section():
+    docs = DOCS_ALERTS.read_text()
+    headings = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
+                for h in re.findall(r"^#+ (.+)$", docs, re.M)}
+    alerts = [r for g in _rules()["groups"] for r in g["rules"] if "alert" in r]
+    assert {a["alert"] for a in alerts} == {
+        "IndexerLagHigh", "IndexerStalled", "IndexerHeadStale", "IndexerRpcErrorRatioHigh",
+        "IndexerDeepReorg", "IndexerBacklogGrowing", "IndexerNoWorkerUp"}
+    for alert in alerts:
+        anchor = alert["annotations"]["runbook"].split("#")[1]
+        assert anchor in headings, f"{alert['alert']}: no section #{anchor} in {DOCS_ALERTS.name}"
+        for expr_name in set(METRIC_NAME.findall(alert["expr"])):
+            assert expr_name in DEFINED
+
+
+# ------------------------------------------------------------------------ the tools
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (scripts/setup-monitoring installs it with apt)")
+    return path
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_promtool_checks_the_rules_and_the_config():
+    promtool = _tool("promtool")
+    res = _run(promtool, "check", "rules", str(ALERTS))
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = _run(promtool, "check", "config", str(MONITORING / "prometheus.yml"))
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_promtool_unit_tests_of_every_alert_pass():
+    promtool = _tool("promtool")
+    tests = MONITORING / "tests" / "alerts_test.yml"
+    tested = set(re.findall(r"alertname: (\w+)", tests.read_text()))
+    alerts = {r["alert"] for g in _rules()["groups"] for r in g["rules"] if "alert" in r}
+    assert alerts <= tested, f"alerts without a promtool test: {alerts - tested}"
+    res = _run(promtool, "test", "rules", str(tests))
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_docker_compose_validates_the_compose_file():
+    compose = _tool("docker-compose")
+    res = _run(compose, "-f", "docker-compose.yml", "config", "-q")
+    assert res.returncode == 0, res.stdout + res.stderr
