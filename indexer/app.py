@@ -41,9 +41,14 @@ async def run_chains(
     worker = worker or default_worker_id()
     ttl = float(os.environ.get("INDEXER_LEASE_TTL", DEFAULT_TTL))
     pipelines = [build_pipeline(c) for c in chains]  # ABI problems surface before any I/O
-    board, shared = await make_board(ttl)
     db = await Database.connect(url, schema, max_size=max(2, concurrency * len(chains) + 1),
                                 idle_in_transaction=max(10.0, 2 * ttl))
+    await db.migrate()
+    try:
+        board, shared = await make_board(ttl, await db.instance_id())
+    except BaseException:
+        await db.close()
+        raise
     server = MetricsServer()
     reporter = Reporter()
     results: list[Progress] = []
@@ -60,7 +65,6 @@ async def run_chains(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _stop)
     try:
-        await db.migrate()
         port = await server.start(int(os.environ.get("INDEXER_METRICS_PORT", "9464")))
         log.info("metrics on http://127.0.0.1:%d/metrics (%s)", port, worker)
         opts = RunOptions(once=once, until=until, concurrency=concurrency,
@@ -111,7 +115,7 @@ def default_worker_id() -> str:
     return os.environ.get("INDEXER_WORKER") or f"{socket.gethostname()}:{os.getpid()}"
 
 
-async def make_board(ttl: float) -> tuple[LeaseBoard, bool]:
+async def make_board(ttl: float, namespace: str) -> tuple[LeaseBoard, bool]:
     """The lease board: Redis when ``REDIS_URL`` is set (many hosts), the ``--workers`` parent's
     when ``INDEXER_LEASE_URL`` is set (one host), else this process's own. Also whether it is
     shared with other processes."""
@@ -119,7 +123,7 @@ async def make_board(ttl: float) -> tuple[LeaseBoard, bool]:
     if redis_url:
         from indexer.lease import RedisLeaseBoard
 
-        board = RedisLeaseBoard(redis_url, ttl=ttl)
+        board = RedisLeaseBoard(redis_url, namespace=namespace, ttl=ttl)
         try:
             await board.redis.ping()
         except Exception as e:  # noqa: BLE001 - any failure to reach Redis is reported the same

@@ -226,6 +226,14 @@ async def _reset(args: argparse.Namespace) -> int:
     try:
         await db.migrate()
         deleted = await db.reset_chain(chain.chain_id)
+        if os.environ.get("REDIS_URL"):
+            from indexer.lease import RedisLeaseBoard
+
+            board = RedisLeaseBoard(os.environ["REDIS_URL"], namespace=await db.instance_id())
+            try:
+                deleted["redis keys"] = await board.forget(chain.name)
+            finally:
+                await board.close()
     finally:
         await db.close()
     for what, n in deleted.items():

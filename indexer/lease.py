@@ -189,26 +189,31 @@ class MemoryLeaseBoard:
 # -- Redis ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
 class RedisKeys:
-    """Every Redis key of the project, namespaced by chain (defined here and nowhere else)."""
+    """Every Redis key of the project (defined here and nowhere else): namespaced by the
+    database's instance id, so databases sharing a Redis stay apart, then by chain."""
 
-    prefix = "indexer"
+    namespace: str = ""
 
-    @classmethod
-    def leases(cls, chain: str, group: str) -> str:
-        return f"{cls.prefix}:{chain}:leases:{group}"
+    @property
+    def prefix(self) -> str:
+        return f"indexer:{self.namespace}" if self.namespace else "indexer"
 
-    @classmethod
-    def groups(cls, chain: str) -> str:
-        return f"{cls.prefix}:{chain}:groups"
+    def leases(self, chain: str, group: str) -> str:
+        return f"{self.prefix}:{chain}:leases:{group}"
 
-    @classmethod
-    def fence(cls, chain: str) -> str:
-        return f"{cls.prefix}:{chain}:fence"
+    def groups(self, chain: str) -> str:
+        return f"{self.prefix}:{chain}:groups"
 
-    @classmethod
-    def workers(cls, chain: str) -> str:
-        return f"{cls.prefix}:{chain}:workers"
+    def fence(self, chain: str) -> str:
+        return f"{self.prefix}:{chain}:fence"
+
+    def workers(self, chain: str) -> str:
+        return f"{self.prefix}:{chain}:workers"
+
+    def pattern(self, chain: str) -> str:
+        return f"{self.prefix}:{chain}:*"
 
 
 # An entry is "start end fence worker expires_ms done"; time is the server's (TIME).
@@ -315,9 +320,13 @@ return 1
 class RedisLeaseBoard:
     """The board shared by every worker that uses the same ``REDIS_URL``."""
 
-    def __init__(self, url: str, *, ttl: float = DEFAULT_TTL, done_ttl: float = DONE_TTL) -> None:
+    def __init__(
+        self, url: str, *, namespace: str = "", ttl: float = DEFAULT_TTL,
+        done_ttl: float = DONE_TTL,
+    ) -> None:
         import redis.asyncio as aioredis
 
+        self.keys = RedisKeys(namespace)
         self.redis = aioredis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
         self.ttl_ms = int(ttl * 1000)
         self.done_ttl_ms = int(done_ttl * 1000)
@@ -340,7 +349,7 @@ class RedisLeaseBoard:
             args += [c.start, c.end]
         args.append(group)
         got = await self._claim(
-            keys=[RedisKeys.leases(chain, group), RedisKeys.fence(chain), RedisKeys.groups(chain)],
+            keys=[self.keys.leases(chain, group), self.keys.fence(chain), self.keys.groups(chain)],
             args=args,
         )
         if not got:
@@ -349,33 +358,38 @@ class RedisLeaseBoard:
         return Lease(chain, group, BlockRange(start, end), token, fence, worker)
 
     async def extend(self, lease: Lease) -> None:
-        ok = await self._extend(keys=[RedisKeys.leases(lease.chain, lease.group)],
+        ok = await self._extend(keys=[self.keys.leases(lease.chain, lease.group)],
                                 args=[lease.token, self.ttl_ms])
         if not ok:
             raise LeaseLost(f"lease on {lease.group} {lease.range} of {lease.chain} is lost")
 
     async def release(self, lease: Lease, done: bool) -> None:
-        await self._release(keys=[RedisKeys.leases(lease.chain, lease.group)],
+        await self._release(keys=[self.keys.leases(lease.chain, lease.group)],
                             args=[lease.token, "1" if done else "0", self.done_ttl_ms])
 
     async def held(self, chain: str) -> list[Holding]:
         out: list[Holding] = []
-        for raw in await self.redis.smembers(RedisKeys.groups(chain)):
+        for raw in await self.redis.smembers(self.keys.groups(chain)):
             group = raw.decode()
-            for v in await self._live(keys=[RedisKeys.leases(chain, group)], args=[]):
+            for v in await self._live(keys=[self.keys.leases(chain, group)], args=[]):
                 s, e, fence, worker, _, done = v.decode().split()
                 out.append(Holding(group, BlockRange(int(s), int(e)), worker, int(fence), done == "1"))
         return sorted(out, key=lambda h: (h.group, h.range))
 
     async def heartbeat(self, chain: str, worker: str) -> None:
-        await self._heartbeat(keys=[RedisKeys.workers(chain)], args=[_clean(worker), self.ttl_ms])
+        await self._heartbeat(keys=[self.keys.workers(chain)], args=[_clean(worker), self.ttl_ms])
 
     async def workers(self, chain: str) -> list[str]:
-        alive = await self._heartbeat(keys=[RedisKeys.workers(chain)], args=["", 0])
+        alive = await self._heartbeat(keys=[self.keys.workers(chain)], args=["", 0])
         return sorted(w.decode() for w in alive if w)
 
     async def raise_fence(self, chain: str, floor: int) -> None:
-        await self._raise(keys=[RedisKeys.fence(chain)], args=[floor])
+        await self._raise(keys=[self.keys.fence(chain)], args=[floor])
+
+    async def forget(self, chain: str) -> int:
+        """Delete every key of ``chain`` (after ``indexer reset``)."""
+        keys = [k async for k in self.redis.scan_iter(self.keys.pattern(chain))]
+        return int(await self.redis.delete(*keys)) if keys else 0
 
     async def close(self) -> None:
         await self.redis.aclose()

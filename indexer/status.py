@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -10,7 +11,8 @@ from typing import Any
 import orjson
 
 from indexer.config import ChainConfig, ConfigError, load_chain, resolve_chain
-from indexer.plan import Source, covered_until, watermark
+from indexer.lease import LeaseBoard, RedisLeaseBoard
+from indexer.plan import Source, covered_until, todo, watermark
 from indexer.rpc.client import RpcClient, endpoint_label
 from indexer.rpc.errors import RpcError
 from indexer.sink.postgres import Database
@@ -24,18 +26,36 @@ async def _head(chain: ChainConfig) -> int | None:
         return None
 
 
-async def chain_status(db: Database, chain: ChainConfig | None, chain_id: int, name: str) -> dict[str, Any]:
+async def chain_status(
+    db: Database, chain: ChainConfig | None, chain_id: int, name: str,
+    board: LeaseBoard | None = None,
+) -> dict[str, Any]:
     done = await db.done_ranges(chain_id)
+    pending = None
     if chain is not None:
-        sources = [Source(c.name, c.start_block) for c in chain.contracts]
+        sources = [
+            Source(c.name, c.start_block, c.factory.contract if c.factory else None)
+            for c in chain.contracts
+        ]
         indexed = watermark(sources, done)
         head = await _head(chain)
+        if head is not None:
+            pending = len(todo(sources, done, head - chain.finality_depth))
     else:
         indexed = min(
             (covered_until(min(r.start for r in rs), rs) for rs in done.values()), default=-1
         )
         head = None
     counts = await db.table_counts(chain_id)
+    workers: list[str] | None = None
+    leased: list[dict[str, Any]] | None = None
+    if board is not None:
+        workers = await board.workers(name)
+        leased = [
+            {"group": h.group, "from": h.range.start, "to": h.range.end, "worker": h.worker,
+             "fence": h.fence}
+            for h in await board.held(name) if not h.done
+        ]
     return {
         "chain": name,
         "chain_id": chain_id,
@@ -43,14 +63,20 @@ async def chain_status(db: Database, chain: ChainConfig | None, chain_id: int, n
         "indexed": indexed,
         "lag": None if head is None else max(0, head - indexed),
         "ranges_done": sum(len(v) for v in done.values()),
+        "pending": pending,  # units left up to the safe head (each may span many blocks)
+        "workers": workers,  # alive, from the lease board (None: no shared board)
+        "leased": leased,
         "tables": counts,
     }
 
 
 async def status(chains: Sequence[str] | None, *, as_json: bool, url: str, schema: str) -> int:
     db = await Database.connect(url, schema, max_size=2)
+    board: LeaseBoard | None = None
     try:
         await db.migrate()
+        if os.environ.get("REDIS_URL"):
+            board = RedisLeaseBoard(os.environ["REDIS_URL"], namespace=await db.instance_id())
         registered = {r["chain_id"]: r["name"] for r in await db.pool.fetch(
             "SELECT chain_id, name FROM indexer.chains ORDER BY name"
         )}
@@ -67,12 +93,14 @@ async def status(chains: Sequence[str] | None, *, as_json: bool, url: str, schem
         names = list(registered.items())
         for i, cfg in enumerate(configs):
             if cfg is not None:
-                rows.append(await chain_status(db, cfg, cfg.chain_id, cfg.name))
+                rows.append(await chain_status(db, cfg, cfg.chain_id, cfg.name, board))
             else:
                 cid, name = names[i]
-                rows.append(await chain_status(db, None, cid, name))
+                rows.append(await chain_status(db, None, cid, name, board))
     finally:
         await db.close()
+        if board is not None:
+            await board.close()
     if as_json:
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
@@ -82,7 +110,13 @@ async def status(chains: Sequence[str] | None, *, as_json: bool, url: str, schem
         head = "unreachable" if r["head"] is None else f"{r['head']:,}"
         lag = "-" if r["lag"] is None else f"{r['lag']:,} blocks"
         print(f"{r['chain']} (chain id {r['chain_id']}): head {head}, indexed {r['indexed']:,}, "
-              f"lag {lag}, {r['ranges_done']:,} ranges done")
+              f"lag {lag}, {r['ranges_done']:,} ranges done"
+              + ("" if r["pending"] is None else f", {r['pending']:,} units pending"))
+        if r["workers"] is not None:
+            print(f"  workers alive: {', '.join(r['workers']) or 'none'}")
+            for lease in r["leased"]:
+                print(f"  leased: {lease['group']} {lease['from']}-{lease['to']} "
+                      f"by {lease['worker']} (fence {lease['fence']})")
         for table, n in r["tables"].items():
             print(f"  {table}: {n:,} rows")
     return 0

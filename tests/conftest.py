@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import kill_started
 from tests.support.contracts import Deployed, Deployer
 from tests.support.services import (
     Anvil,
@@ -23,6 +24,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if INTEGRATION_DIR in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _no_indexer_outlives_its_test() -> Iterator[None]:
+    yield
+    kill_started()
 
 
 @pytest.fixture(scope="session")

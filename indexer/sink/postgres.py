@@ -225,6 +225,10 @@ class Database:
             out.setdefault(r["source"], []).append(BlockRange(r["from_block"], r["to_block"]))
         return out
 
+    async def instance_id(self) -> str:
+        """This database's random id (set by a migration): namespaces the Redis keys."""
+        return str(await self.pool.fetchval("SELECT value FROM indexer.meta WHERE key = 'instance_id'"))
+
     async def max_fence(self, chain_id: int) -> int:
         """Highest fencing token recorded for the chain: a new lease board resumes above it."""
         return int(await self.pool.fetchval(

@@ -8,13 +8,13 @@ import secrets
 
 import pytest
 
-from indexer.lease import LeaseLost, RedisKeys, RedisLeaseBoard
+from indexer.lease import LeaseLost, RedisLeaseBoard
 from indexer.types import BlockRange as R
 
 
 @pytest.fixture
 async def board(redis_url: str):
-    b = RedisLeaseBoard(redis_url, ttl=0.6, done_ttl=0.4)
+    b = RedisLeaseBoard(redis_url, namespace=secrets.token_hex(4), ttl=0.6, done_ttl=0.4)
     yield b, f"t{secrets.token_hex(4)}"
     await b.close()
 
@@ -65,7 +65,7 @@ async def test_done_marker_blocks_then_expires(board):
 async def test_flushall_loses_leases_but_fences_resume_above_the_floor(board, redis_url):
     b, chain = board
     first = await b.claim(chain, "main", [R(0, 9)], 10, "w1")
-    await b.redis.delete(RedisKeys.leases(chain, "main"), RedisKeys.fence(chain))
+    await b.redis.delete(b.keys.leases(chain, "main"), b.keys.fence(chain))
     await b.raise_fence(chain, first.fence + 100)
     again = await b.claim(chain, "main", [R(0, 9)], 10, "w2")
     assert again.range == R(0, 9) and again.fence == first.fence + 101
@@ -78,3 +78,19 @@ async def test_workers_lists_live_heartbeats_only(board):
     assert await b.workers(chain) == ["host-a:1", "host_b_2"]
     await asyncio.sleep(0.8)
     assert await b.workers(chain) == []
+
+
+async def test_databases_sharing_a_redis_do_not_see_each_others_leases(redis_url):
+    a = RedisLeaseBoard(redis_url, namespace=secrets.token_hex(4), ttl=5)
+    b = RedisLeaseBoard(redis_url, namespace=secrets.token_hex(4), ttl=5)
+    try:
+        la = await a.claim("anvil", "main", [R(0, 9)], 10, "w")
+        lb = await b.claim("anvil", "main", [R(0, 9)], 10, "w")
+        assert la.range == lb.range == R(0, 9)
+        assert await a.forget("anvil") >= 1
+        assert (await b.held("anvil"))[0].range == R(0, 9)
+    finally:
+        await a.forget("anvil")
+        await b.forget("anvil")
+        await a.close()
+        await b.close()

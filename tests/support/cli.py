@@ -48,17 +48,35 @@ def indexer(
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+STARTED: list[subprocess.Popen[bytes]] = []  # killed after each test (tests/conftest.py)
+
+
 def start_indexer(
     args: Sequence[str], env: Mapping[str, str], *, cwd: Path | None = None, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
     out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "indexer", *args],
         env=dict(env),
         cwd=cwd or REPO,
         stdout=out,
         stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
+    STARTED.append(proc)
+    return proc
+
+
+def kill_started() -> None:
+    """Kill every indexer a test started and left running (and its worker processes)."""
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT, timeout: float = 30) -> int:
