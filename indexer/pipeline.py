@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from indexer import metrics
+from indexer import faults, metrics
 from indexer.abi import EventSpec, event_specs
 from indexer.config import ChainConfig, ContractConfig
 from indexer.decode import Decoder, DecodeResult
@@ -21,7 +21,7 @@ from indexer.naming import FIXED_COLUMNS
 from indexer.plan import Source, Unit
 from indexer.rpc.client import RpcClient
 from indexer.sink.postgres import Child, EventTable
-from indexer.types import RawLog
+from indexer.types import BlockHeader, RawLog
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +113,17 @@ class ChainPipeline:
         if not contract_of:
             return UnitResult(unit, {}, [], 0, 0)
         t0 = time.perf_counter()
-        logs = await rpc.get_logs(unit.range, addresses, topics)
+        answer = await rpc.get_logs_checked(unit.range, addresses, topics)
+        logs = answer.logs
         if unit.factory is not None:
             logs = self._after_creation(logs, unit)
-        times = await block_times(rpc, logs)
+        times = await block_times(rpc, logs, answer.headers)
+        await faults.point("after_fetch")
         t1 = time.perf_counter()
         result = self.decoder.decode(logs, contract_of, times)
         children = self.discover(result)
         t2 = time.perf_counter()
+        await faults.point("after_decode")
         if result.failures:
             report_failures(self.chain.name, result)
         return UnitResult(
@@ -154,11 +157,15 @@ class ChainPipeline:
             known[addr] = min(c.block_number, known.get(addr, c.block_number))
 
 
-async def block_times(rpc: RpcClient, logs: Sequence[RawLog]) -> dict[int, datetime]:
+async def block_times(
+    rpc: RpcClient, logs: Sequence[RawLog], headers: Mapping[int, BlockHeader] | None = None
+) -> dict[int, datetime]:
     """Block number -> block time for every block holding one of ``logs``: from the logs'
-    ``blockTimestamp`` when the node sends it, else from the block headers."""
+    ``blockTimestamp`` when the node sends it, else from ``headers`` (the checked headers that
+    came with the logs), else from headers fetched here."""
     times: dict[int, datetime] = {}
     missing: set[int] = set()
+    known = headers or {}
     last = None
     for lg in logs:
         bn = lg["blockNumber"]
@@ -169,13 +176,15 @@ async def block_times(rpc: RpcClient, logs: Sequence[RawLog]) -> dict[int, datet
         if n in times:
             continue
         ts = lg.get("blockTimestamp")
-        if ts is None:
-            missing.add(n)
-        else:
+        if ts is not None:
             times[n] = datetime.fromtimestamp(int(ts, 16), UTC)
+        elif n in known:
+            times[n] = datetime.fromtimestamp(known[n].timestamp, UTC)
+        else:
+            missing.add(n)
     if missing:
-        headers = await rpc.get_headers(sorted(missing))
-        for n, h in headers.items():
+        fetched = await rpc.get_headers(sorted(missing))
+        for n, h in fetched.items():
             times[n] = datetime.fromtimestamp(h.timestamp, UTC)
     return times
 

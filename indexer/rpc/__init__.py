@@ -1,6 +1,6 @@
 """JSON-RPC access to a chain: the client, its errors and the checks on every answer."""
 
-from indexer.rpc.client import RpcClient, endpoint_label
+from indexer.rpc.client import LogsAnswer, RpcClient, endpoint_label
 from indexer.rpc.errors import (
     BadAnswer,
     MethodUnsupported,
@@ -17,6 +17,7 @@ from indexer.rpc.errors import (
 
 __all__ = [
     "BadAnswer",
+    "LogsAnswer",
     "MethodUnsupported",
     "NodeBehind",
     "RangeTooLarge",

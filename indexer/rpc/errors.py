@@ -43,6 +43,7 @@ class RpcError(Exception):
         self.method = method
         self.what = what  # summary of the params, e.g. a block range
         self.attempts = 1
+        self.reason: str | None = None  # set when an answer failed a check (see BadAnswer)
 
     def __str__(self) -> str:
         head = " ".join(p for p in (self.method, self.what) if p)
@@ -58,9 +59,13 @@ class RangeTooLarge(RpcError):
     retryable = True
     outcome = "range_too_large"
 
-    def __init__(self, detail: str, *, hint: BlockRange | None = None, **kw: Any) -> None:
+    def __init__(
+        self, detail: str, *, hint: BlockRange | None = None, limit: int | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(detail, **kw)
         self.hint = hint  # a prefix of the requested range the node suggests, or None
+        self.limit = limit  # the block count the node says it accepts at most, if it says
 
 
 class AnswerTooLarge(RpcError):
@@ -110,10 +115,18 @@ class RpcServerError(RpcError):
 
 
 class BadAnswer(RpcError):
-    """The answer is well-formed JSON but wrong: out of range, missing fields, missing ids."""
+    """The answer is well-formed JSON but wrong: out of range, missing fields, missing ids.
+
+    ``reason`` names the failed check (the ``reason`` label of
+    ``indexer_rpc_answers_rejected_total``): "malformed", "range", "filter", "block_hash",
+    "bloom"."""
 
     retryable = True
     failover = True
+
+    def __init__(self, detail: str, *, reason: str = "malformed", **kw: Any) -> None:
+        super().__init__(detail, **kw)
+        self.reason = reason
 
 
 class MethodUnsupported(RpcError):
@@ -126,70 +139,142 @@ class RpcFatal(RpcError):
     retryable = False
 
 
-HintKind = Literal["none", "range", "size"]
+HintKind = Literal["none", "range", "decimal", "size"]
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One known provider error. Every criterion that is set must match."""
+    """One known provider error shape. Every criterion that is set must match.
+
+    ``hint`` says how to read a suggested range out of the text: "range" is a hex pair
+    ``[0x.., 0x..]``, "decimal" a pair ``4096-5000``, "size" the named group ``size`` (a block
+    count; ``2K``/``10k`` read as thousands). Without a hint the range is halved.
+    """
 
     kind: type[RpcError]
+    provider: str  # who answers this way (for readers and for the recorded examples)
     pattern: re.Pattern[str] | None = None
     code: int | None = None  # JSON-RPC error code
     status: int | None = None  # HTTP status
-    hint: HintKind = "none"  # "range": "[0x.., 0x..]" in the text; "size": group ``size``
-    source: str = ""  # where the message comes from, for readers
+    hint: HintKind = "none"
 
 
 def _re(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE)
 
 
+_N = r"(?P<size>\d[\d,.]*\s*[kK]?)"  # a block count as providers print it: 10,000 or 2K
+
 CATALOGUE: tuple[Entry, ...] = (
-    # Range too large. Before the rate limits: Infura uses -32005 for both.
-    Entry(RangeTooLarge, _re(r"query returned more than \d+ results"), hint="range",
-          source="Infura -32005 'Try with this block range [0x.., 0x..]'"),
-    Entry(RangeTooLarge, _re(r"log response size exceeded"), hint="range",
-          source="Alchemy, optionally 'this block range should work: [0x.., 0x..]'"),
-    Entry(RangeTooLarge, _re(r"limited to a (?P<size>[\d,]+) (?:blocks? )?range"), hint="size",
-          source="QuickNode -32614"),
-    Entry(RangeTooLarge, _re(r"exceed(?:s|ed)? maximum block range:? (?P<size>\d+)"),
-          hint="size", source="Erigon, BSC, Nethermind"),
-    Entry(RangeTooLarge, _re(r"ranges over (?P<size>\d+) blocks are not supported"),
-          hint="size", source="Cloudflare"),
-    Entry(RangeTooLarge, _re(r"requested too many blocks from \d+ to \d+, maximum is set to "
-                             r"(?P<size>\d+)"), hint="size", source="Base, Optimism nodes"),
-    Entry(RangeTooLarge, _re(r"block range (?:is )?too (?:wide|large)|block range limit"),
-          source="Ankr, Avalanche, generic"),
-    Entry(RangeTooLarge, _re(r"response size (?:exceeded|is larger|should not)"),
-          source="Chainstack, generic"),
-    Entry(RangeTooLarge, _re(r"query exceeds max results|too many (?:logs|results|blocks)"),
-          source="BlastAPI, generic"),
-    Entry(RangeTooLarge, status=413, source="QuickNode HTTP 413"),
-    # Rate limits.
-    Entry(RateLimited, status=429, source="HTTP 429"),
-    Entry(RateLimited, code=429, source="Alchemy code 429"),
-    Entry(RateLimited, _re(r"rate limit|too many requests|limit exceeded|compute units"
-                           r"|request rate exceeded|exceeded .*capacity"),
-          source="Infura -32005, Alchemy, generic"),
-    Entry(RateLimited, code=-32005, source="Infura -32005 without a known message"),
-    # The node lags behind the block asked for.
-    Entry(NodeBehind, _re(r"header not found|unknown block|block not found"
-                          r"|after last accepted block"),
-          source="geth, Avalanche, generic"),
-    # Method and authentication problems.
-    Entry(MethodUnsupported, code=-32601, source="JSON-RPC method not found"),
-    Entry(MethodUnsupported, _re(r"method .*(?:not found|not supported|not available"
-                                 r"|does not exist)|not supported"), source="generic"),
-    Entry(RpcFatal, status=401, source="HTTP 401"),
-    Entry(RpcFatal, status=403, source="HTTP 403"),
-    Entry(RpcFatal, _re(r"invalid (?:api key|project id)|unauthorized"), source="generic"),
-    Entry(RpcFatal, code=-32602, source="invalid params that are not a range problem"),
-    Entry(RpcFatal, code=-32600, source="invalid request"),
-    Entry(RpcTransportError, code=-32700, source="parse error: the body was damaged"),
+    # -- range too large, with a suggested range in the text. First: Infura and Alchemy use
+    # codes (-32005, -32600, -32602) that otherwise mean rate limits or bad params.
+    Entry(RangeTooLarge, "Infura, zkSync, thirdweb (-32005 or -32602): 'query returned more "
+          "than 10000 results. Try with this block range [0x.., 0x..].'",
+          _re(r"try with this block range"), hint="range"),
+    Entry(RangeTooLarge, "Alchemy: '... this block range should work: [0x.., 0x..]'",
+          _re(r"block range should work"), hint="range"),
+    Entry(RangeTooLarge, "reth, Hyperliquid: 'query exceeds max results 20000, retry with the "
+          "range 4096-5000'", _re(r"retry with the range \d+\s*-\s*\d+"), hint="decimal"),
+    Entry(RangeTooLarge, "Alchemy: 'You can make eth_getLogs requests with up to a 2K block "
+          "range'; Aurora", _re(rf"up to a {_N} block range"), hint="size"),
+    Entry(RangeTooLarge, "QuickNode -32614, 1RPC, Blast: 'eth_getLogs is limited to a 10,000 "
+          "range'", _re(rf"limited to a {_N}(?: blocks?)? range"), hint="size"),
+    Entry(RangeTooLarge, "BlockPI: 'eth_getLogs is limited to 1024 block range'",
+          _re(rf"limited to {_N} blocks?"), hint="size"),
+    Entry(RangeTooLarge, "Avalanche public endpoint: 'requested too many blocks from 0 to "
+          "20000, maximum is set to 2048'",
+          _re(rf"too many blocks from \d+ to \d+, maximum is set to {_N}"), hint="size"),
+    Entry(RangeTooLarge, "Cloudflare: 'Max range: 800'", _re(rf"max range: {_N}"),
+          hint="size"),
+    Entry(RangeTooLarge, "dRPC: 'ranges over 10000 blocks are not supported on freetier'",
+          _re(rf"ranges over {_N} blocks"), hint="size"),
+    Entry(RangeTooLarge, "publicnode, Erigon, BSC: 'exceed maximum block range: 50000'",
+          _re(rf"maximum block range:? {_N}"), hint="size"),
+    Entry(RangeTooLarge, "reth, Hyperliquid: 'query exceeds max block range 100000'",
+          _re(rf"exceeds max block range {_N}"), hint="size"),
+    Entry(RangeTooLarge, "Coinbase (Base): 'please limit the query to at most 1000 blocks'",
+          _re(rf"limit the query to at most {_N} blocks"), hint="size"),
+    Entry(RangeTooLarge, "thirdweb: 'Maximum allowed number of requested blocks is 1000'",
+          _re(rf"maximum allowed number of requested blocks is {_N}"), hint="size"),
+    Entry(RangeTooLarge, "Moonbeam/Moonriver: 'block range is too wide (maximum 1024)'",
+          _re(rf"too wide \(maximum {_N}\)"), hint="size"),
+    Entry(RangeTooLarge, "Swell, Somnia: 'block range greater than 1000 max', 'block range "
+          "exceeds 1000'", _re(rf"block range (?:greater than|exceeds) {_N}"), hint="size"),
+    Entry(RangeTooLarge, "Blast paid: 'exceeds the range allowed for your plan (5000 > 1000)'",
+          _re(rf"range allowed for your plan \(\d+ > {_N}\)"), hint="size"),
+    Entry(RangeTooLarge, "Harmony: 'GetLogs query must be smaller than size 1024'",
+          _re(rf"query must be smaller than size {_N}"), hint="size"),
+    Entry(RangeTooLarge, "Merkle: 'eth_getLogs range is too large, max is 10k blocks'",
+          _re(rf"max is {_N} blocks"), hint="size"),
+    Entry(RangeTooLarge, "Ankr (TAC): 'maximum [from, to] blocks distance: 10000'",
+          _re(rf"blocks distance: {_N}"), hint="size"),
+    Entry(RangeTooLarge, "Nethermind-style: 'too many blocks requested, max is 10000'",
+          _re(rf"blocks? requested, max(?:imum)? is {_N}"), hint="size"),
+    # -- range too large, no suggestion in the text: halve.
+    Entry(RangeTooLarge, "geth-style nodes, zkEVM, Infura: 'query returned more than 10000 "
+          "results'", _re(r"returned more than \d+ results")),
+    Entry(RangeTooLarge, "Alchemy: 'Log response size exceeded.'; generic 'response size "
+          "exceeded'", _re(r"response size (?:exceeded|is larger|is too|should not)")),
+    Entry(RangeTooLarge, "Arbitrum: 'logs matched by query exceeds limit of 10000'",
+          _re(r"exceeds limit of \d+")),
+    Entry(RangeTooLarge, "Ankr -32600 'block range is too wide'; Optimism 'Block range is too "
+          "large'; Base 'block range too large'; generic",
+          _re(r"block range (?:is )?too (?:wide|large|big)|range is too large"
+              r"|too large block range|invalid block range")),
+    Entry(RangeTooLarge, "Infura, generic: 'query timeout exceeded. Consider reducing your block "
+          "range'", _re(r"(?:consider )?reduc(?:e|ing) (?:your |the )?(?:block )?range")),
+    Entry(RangeTooLarge, "Chainstack: 'Block range limit exceeded.'",
+          _re(r"range limit exceeded")),
+    Entry(RangeTooLarge, "Optimism, llamarpc, Ankr, BlastAPI, Nethermind: 'backend response too "
+          "large', 'query exceeds max results', 'too many logs'",
+          _re(r"response (?:is )?too (?:large|big)|exceeds max results|too many (?:logs|results"
+              r"|blocks)|max(?:imum)? (?:number of )?(?:logs|results)")),
+    Entry(RangeTooLarge, "QuickNode, nginx in front of nodes: HTTP 413 Request Entity Too Large",
+          status=413),
+    # -- rate limits.
+    Entry(RateLimited, "every provider: HTTP 429 (Alchemy, QuickNode, Chainstack, publicnode, "
+          "Avalanche, Arbitrum, Cloudflare)", status=429),
+    Entry(RateLimited, "Alchemy: code 429 'Your app has exceeded its compute units per second "
+          "capacity'", code=429),
+    Entry(RateLimited, "QuickNode -32007 '100/second request limit reached'", code=-32007),
+    Entry(RateLimited, "Ankr -32090 'Too many requests, reason: call rate limit exhausted, "
+          "retry in 10s'", code=-32090),
+    Entry(RateLimited, "Infura -32005 'project ID request rate exceeded'; Base -32016 'over "
+          "rate limit'; dRPC, BlockPI, generic",
+          _re(r"rate limit|too many requests|limit (?:exceeded|reached)|compute units"
+              r"|request rate|exceeded .*capacity|throughput|slow down|capacity exceeded"
+              r"|daily request count|quota")),
+    Entry(RateLimited, "Infura -32005 without a known message", code=-32005),
+    # -- the node lags behind the block asked for, or is briefly unable to serve.
+    Entry(NodeBehind, "geth, Erigon, Nethermind, Avalanche, squid-style checks: 'header not "
+          "found', 'unknown block', 'after last accepted block', 'cannot query unfinalized data'",
+          _re(r"header not found|unknown block|block not found|blocks? specified in filter"
+              r".*cannot be found|after last accepted block|cannot query unfinalized|block is out "
+              r"of range|beyond (?:the )?current head|greater than (?:the )?(?:current|latest) "
+              r"(?:head|block)|not yet (?:available|synced)|unfinalized data")),
+    Entry(RpcTransportError, "Base and load balancers: 'no backend is currently healthy to serve "
+          "traffic'; 'upstream' errors", _re(r"no backend|backend is (?:currently )?unhealthy"
+                                             r"|upstream (?:error|timeout|unavailable)")),
+    Entry(RpcTimeout, "dRPC code 35 'Request timeout on the free tier'; generic query timeouts",
+          _re(r"request timeout|timed? ?out|execution timeout|query timeout")),
+    # -- method and authentication problems.
+    Entry(MethodUnsupported, "JSON-RPC -32601 method not found", code=-32601),
+    Entry(MethodUnsupported, "generic: 'method ... not supported/available/whitelisted'",
+          _re(r"method .*(?:not found|not supported|not available|does not exist|not allowed"
+              r"|not whitelisted)|unsupported method|not supported")),
+    Entry(RpcFatal, "HTTP 401", status=401),
+    Entry(RpcFatal, "HTTP 403", status=403),
+    Entry(RpcFatal, "generic: bad credentials", _re(r"invalid (?:api key|project id)"
+                                                    r"|unauthori[sz]ed|api key")),
+    Entry(RpcFatal, "JSON-RPC -32602 invalid params that are not a range problem", code=-32602),
+    Entry(RpcFatal, "JSON-RPC -32600 invalid request", code=-32600),
+    Entry(RpcTransportError, "JSON-RPC -32700 parse error: the body was damaged", code=-32700),
 )
 
 _HEX_PAIR = re.compile(r"\[\s*(0x[0-9a-f]+)\s*,\s*(0x[0-9a-f]+)\s*\]", re.IGNORECASE)
+_DEC_PAIR = re.compile(r"range (\d+)\s*-\s*(\d+)", re.IGNORECASE)
+_RETRY_IN = re.compile(r"(?:retry|try again) (?:in|after) (\d+(?:\.\d+)?)\s*(ms|s|sec|seconds?)?\b",
+                       re.IGNORECASE)
 
 
 def clamp_hint(hint: BlockRange | None, requested: BlockRange | None) -> BlockRange | None:
@@ -202,22 +287,65 @@ def clamp_hint(hint: BlockRange | None, requested: BlockRange | None) -> BlockRa
     return BlockRange(start, end)
 
 
+def _size(text: str) -> int:
+    """``"10,000"`` -> 10000, ``"2K"`` -> 2000, ``"1.5k"`` -> 1500."""
+    text = text.strip().lower()
+    thousands = text.endswith("k")
+    text = text.rstrip("k").strip()
+    if thousands:
+        return int(float(text.replace(",", "")) * 1000)
+    return int(text.replace(",", "").replace(".", ""))
+
+
 def _hint(
     entry: Entry, match: re.Match[str] | None, text: str, requested: BlockRange | None
 ) -> BlockRange | None:
     if requested is None:
         return None
-    if entry.hint == "range":
-        pair = _HEX_PAIR.search(text)
+    if entry.hint in ("range", "decimal"):
+        pair = (_HEX_PAIR if entry.hint == "range" else _DEC_PAIR).search(text)
         if pair is None:
             return None
-        lo, hi = int(pair.group(1), 16), int(pair.group(2), 16)
+        lo, hi = int(pair.group(1), 0), int(pair.group(2), 0)
         return clamp_hint(BlockRange(lo, hi), requested) if lo <= hi else None
     if entry.hint == "size" and match is not None:
-        size = int(match.group("size").replace(",", ""))
+        try:
+            size = _size(match.group("size"))
+        except ValueError:
+            return None
         if size < 1:
             return None
         return clamp_hint(BlockRange(requested.start, requested.start + size - 1), requested)
+    return None
+
+
+def _limit(entry: Entry, match: re.Match[str] | None) -> int | None:
+    if entry.hint != "size" or match is None:
+        return None
+    try:
+        size = _size(match.group("size"))
+    except ValueError:
+        return None
+    return size if size >= 1 else None
+
+
+def _retry_after(headers: Mapping[str, str] | None, error: dict[str, Any] | None,
+                 text: str) -> float | None:
+    """Seconds to wait: the Retry-After header, Infura's ``data.backoff_seconds``, or a
+    "retry in 10s" in the message (Ankr); None if none says."""
+    after = parse_retry_after(_header(headers, "Retry-After"))
+    if after is not None:
+        return after
+    data = error.get("data") if isinstance(error, dict) else None
+    if isinstance(data, dict):
+        for key in ("backoff_seconds", "retry_after", "retryAfter"):
+            value = data.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+                return float(value)
+    found = _RETRY_IN.search(text)
+    if found is not None:
+        value = float(found.group(1))
+        return value / 1000 if (found.group(2) or "").lower() == "ms" else value
     return None
 
 
@@ -260,13 +388,44 @@ def _matches(entry: Entry, status: int | None, code: Any, text: str) -> re.Match
 
 
 def _fallback(status: int | None, error: dict[str, Any] | None, text: str) -> RpcError:
+    """Unknown failures: 5xx and unknown JSON-RPC errors (also under HTTP 400) are retried;
+    another 4xx without a JSON-RPC error is fatal."""
     if status is not None and status >= 500:
         return RpcTransportError(f"HTTP {status}: {text}".rstrip(": "))
+    if status == 408:
+        return RpcTimeout(f"HTTP 408: {text}".rstrip(": "))
+    if status == 400 and error is not None:
+        return RpcServerError(f"HTTP 400: {text}")
     if status is not None and status != 200:
         return RpcFatal(f"HTTP {status}: {text}".rstrip(": "))
     if error is not None:
         return RpcServerError(text)
     return RpcTransportError(text or "empty or malformed answer")
+
+
+def _text_of(error: dict[str, Any] | None, body_text: str | None) -> str:
+    if not isinstance(error, dict):
+        return (body_text or "")[:300]
+    text = str(error.get("message", ""))
+    data = error.get("data")
+    if data:
+        text = f"{text} {data}"
+    code = error.get("code")
+    if code is not None:
+        text = f"{text} (code {code})"
+    return text
+
+
+def match_entry(
+    http_status: int | None, error: dict[str, Any] | None, body_text: str | None
+) -> Entry | None:
+    """The catalogue entry a failed answer matches (first wins), or None."""
+    code = error.get("code") if isinstance(error, dict) else None
+    text = _text_of(error, body_text)
+    for entry in CATALOGUE:
+        if _matches(entry, http_status, code, text) is not False:
+            return entry
+    return None
 
 
 def classify(
@@ -281,16 +440,9 @@ def classify(
 
     ``requested`` is the block range of an eth_getLogs request; range hints are clamped to it.
     """
-    code = error.get("code") if isinstance(error, dict) else None
-    if isinstance(error, dict):
-        text = str(error.get("message", ""))
-        data = error.get("data")
-        if data:
-            text = f"{text} {data}"
-        if code is not None:
-            text = f"{text} (code {code})"
-    else:
-        text = (body_text or "")[:300]
+    error = error if isinstance(error, dict) else None
+    code = error.get("code") if error is not None else None
+    text = _text_of(error, body_text)
     for entry in CATALOGUE:
         found = _matches(entry, http_status, code, text)
         if found is False:
@@ -298,9 +450,9 @@ def classify(
         match = found if isinstance(found, re.Match) else None
         detail = text or f"HTTP {http_status}"
         if entry.kind is RangeTooLarge:
-            return RangeTooLarge(detail, hint=_hint(entry, match, text, requested))
+            return RangeTooLarge(detail, hint=_hint(entry, match, text, requested),
+                                 limit=_limit(entry, match))
         if entry.kind is RateLimited:
-            after = parse_retry_after(_header(headers, "Retry-After"))
-            return RateLimited(detail, retry_after=after)
+            return RateLimited(detail, retry_after=_retry_after(headers, error, text))
         return entry.kind(detail)
-    return _fallback(http_status, error if isinstance(error, dict) else None, text)
+    return _fallback(http_status, error, text)

@@ -60,28 +60,34 @@ def parse_header(obj: Any) -> BlockHeader:
     )
 
 
-def _bad_log(i: int, log: Any, why: str) -> BadAnswer:
+def _bad_log(i: int, log: Any, why: str, reason: str = "malformed") -> BadAnswer:
     where = log.get("blockNumber") if isinstance(log, dict) else None
-    return BadAnswer(f"log {i} (block {where!r:.20}): {why}")
+    return BadAnswer(f"log {i} (block {where!r:.20}): {why}", reason=reason)
 
 
-def check_logs(logs: list[RawLog], rng: BlockRange) -> None:
-    """Raise ``BadAnswer`` unless ``logs`` is a valid eth_getLogs answer for ``rng``.
+def check_logs(
+    logs: list[RawLog],
+    rng: BlockRange,
+    addresses: frozenset[str] | None = None,
+    topic0s: frozenset[str] | None = None,
+) -> dict[int, str]:
+    """Raise ``BadAnswer`` unless ``logs`` is a valid eth_getLogs answer for ``rng`` and the
+    filter (``addresses`` lower-case, ``topic0s``; None: any); return block number -> blockHash
+    of every block holding logs.
 
-    Invariants: every log lies in ``rng``, none is ``removed``, the required fields are present
-    and well-formed, logs are strictly increasing by (blockNumber, logIndex) and logs of one
-    block share its hash. One pass, no object built per log.
+    Invariants: every log lies in ``rng`` and matches the filter, none is ``removed``, the
+    required fields are present and well-formed, logs are strictly increasing by (blockNumber,
+    logIndex) and logs of one block share its hash. One pass, no object built per log.
     """
     if type(logs) is not list:
         raise BadAnswer(f"expected a list of logs, got {type(logs).__name__}")
     start, end = rng.start, rng.end
     prev_bn, prev_li, prev_bh = -1, -1, ""
+    blocks: dict[int, str] = {}
     i = 0
     try:
         for i, log in enumerate(logs):  # noqa: B007  (i is read on failure)
             bn = int(log["blockNumber"], 16)
-            if bn < start or bn > end:
-                raise _bad_log(i, log, f"block {bn} is outside the requested range {rng}")
             li = int(log["logIndex"], 16)
             bh = log["blockHash"]
             if bn == prev_bn:
@@ -89,10 +95,9 @@ def check_logs(logs: list[RawLog], rng: BlockRange) -> None:
                     raise _bad_log(i, log, "logs out of order or duplicated")
                 if bh != prev_bh:
                     raise _bad_log(i, log, "block hash differs from the block's other logs")
-            elif bn < prev_bn:
-                raise _bad_log(i, log, "logs out of block order")
-            elif len(bh) != 66 or not bh.startswith("0x"):
-                raise _bad_log(i, log, "blockHash is not a 32-byte hex hash")
+            else:
+                _check_new_block(i, log, bn, prev_bn, bh, rng, start, end)
+                blocks[bn] = bh
             int(log["transactionIndex"], 16)
             if log.get("removed"):
                 raise _bad_log(i, log, "log is marked removed")
@@ -106,11 +111,29 @@ def check_logs(logs: list[RawLog], rng: BlockRange) -> None:
                 or type(topics) is not list or len(topics) > 4
             ):
                 raise _bad_log(i, log, "malformed address, transactionHash, data or topics")
+            if addresses is not None and addr not in addresses and addr.lower() not in addresses:
+                raise _bad_log(i, log, f"address {addr} was not asked for", "filter")
+            if topic0s is not None and (not topics or topics[0] not in topic0s) and (
+                not topics or topics[0].lower() not in topic0s
+            ):
+                raise _bad_log(i, log, "topic0 was not asked for", "filter")
             prev_bn, prev_li, prev_bh = bn, li, bh
     except BadAnswer:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise _bad_log(i, logs[i], f"missing or malformed field ({type(e).__name__}: {e})") from None
+    return blocks
+
+
+def _check_new_block(
+    i: int, log: Any, bn: int, prev_bn: int, bh: Any, rng: BlockRange, start: int, end: int
+) -> None:
+    if bn < start or bn > end:
+        raise _bad_log(i, log, f"block {bn} is outside the requested range {rng}", "range")
+    if bn < prev_bn:
+        raise _bad_log(i, log, "logs out of block order")
+    if len(bh) != 66 or not bh.startswith("0x"):
+        raise _bad_log(i, log, "blockHash is not a 32-byte hex hash")
 
 
 def check_batch_answer(answer: Any, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
@@ -155,12 +178,16 @@ def loads(raw: bytes) -> Any:
         return orjson.loads(raw)
     key = raw.find(b'"result":[')
     close = raw.rfind(b"]")
+    batch = raw[:64].lstrip()[:1] == b"["
+    if batch:  # a batch whose last reply holds the array: its "]" is the last but one
+        close = raw.rfind(b"]", 0, close)
     if key < 0 or close < key:
         return orjson.loads(raw)
     open_ = key + len(b'"result":[')
     try:
         envelope = orjson.loads(raw[:open_] + raw[close:])
-        if type(envelope) is not dict or envelope.get("result") != []:
+        holder = envelope[-1] if batch and type(envelope) is list and envelope else envelope
+        if type(holder) is not dict or holder.get("result") != []:
             return orjson.loads(raw)
         items: list[Any] = []
         pos = open_
@@ -171,5 +198,5 @@ def loads(raw: bytes) -> Any:
             pos = end + 1
     except orjson.JSONDecodeError:
         return orjson.loads(raw)
-    envelope["result"] = items
+    holder["result"] = items
     return envelope

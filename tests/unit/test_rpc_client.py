@@ -54,6 +54,7 @@ class FakeNode:
     def __init__(self, *, max_range: int | None = None, style: str = "infura") -> None:
         self.max_range = max_range
         self.style = style
+        self.bloom: str | None = None  # logsBloom of every header, when set
         self.faults: list[str] = []
         self.calls: list[tuple[str, list[Any]]] = []
         self.requests = 0
@@ -118,8 +119,11 @@ class FakeNode:
             n = HEAD if params[0] in ("latest", "finalized", "safe") else int(params[0], 16)
             if n > HEAD or fault == "null":
                 return None
-            return {"number": hex(n), "hash": "0x" + f"{n + 1:064x}",
-                    "parentHash": "0x" + f"{n:064x}", "timestamp": hex(1_700_000_000 + 2 * n)}
+            header = {"number": hex(n), "hash": "0x" + f"{n + 1:064x}",
+                      "parentHash": "0x" + f"{n:064x}", "timestamp": hex(1_700_000_000 + 2 * n)}
+            if self.bloom is not None:
+                header["logsBloom"] = self.bloom
+            return header
         if method == "eth_getLogs":
             return self.logs(params[0], fault)
         if method == "eth_badParams":
@@ -143,6 +147,12 @@ class FakeNode:
         ]
         if fault == "outside":
             found = [{**ALL_LOGS[0], "blockNumber": hex(hi + 1)}]
+        if fault == "droptip":
+            found = [log for log in found if int(log["blockNumber"], 16) != hi]
+        if fault == "badhash":
+            found = [{**log, "blockHash": "0x" + "ee" * 32} for log in found]
+        if fault == "foreign" and found:
+            found = [{**found[0], "address": "0x" + "cc" * 20}, *found[1:]]
         return found
 
     async def stop(self) -> None:
@@ -187,6 +197,10 @@ def sample(chain: str, endpoint: str, method: str, outcome: str) -> float:
 def test_endpoint_label_keeps_host_and_index_only() -> None:
     assert endpoint_label("https://user:pw@api.avax.network/ext/bc/C/rpc?key=1", 0) == (
         "0:api.avax.network")
+    assert endpoint_label("https://a1b2c3d4e5f6a7b8c9d0.quiknode.pro/KEY/", 2) == (
+        "2:***.quiknode.pro")  # a key in the host name
+    assert endpoint_label("https://eth-mainnet.g.alchemy.com/v2/KEY", 1) == (
+        "1:eth-mainnet.g.alchemy.com")
     assert endpoint_label("http://127.0.0.1:8545", 3) == "3:127.0.0.1"
     assert endpoint_label("not a url", 1) == "1:unknown"
 
@@ -196,7 +210,8 @@ async def test_get_logs_returns_every_log_in_order(node: FakeNode) -> None:
         assert await rpc.get_logs(BlockRange(0, HEAD), None, None) == ALL_LOGS
         logs = await rpc.get_logs(BlockRange(100, 300), [ADDR_B], [TOPIC_X])
     assert logs == expected(100, 300, [ADDR_B], [TOPIC_X]) and logs
-    assert node.calls[-1][1][0] == {"address": [ADDR_B], "topics": [[TOPIC_X]],
+    last_get_logs = [p for m, p in node.calls if m == "eth_getLogs"][-1]
+    assert last_get_logs[0] == {"address": [ADDR_B], "topics": [[TOPIC_X]],
                                     "fromBlock": "0x64", "toBlock": "0x12c"}
 
 
@@ -214,7 +229,7 @@ async def test_get_logs_follows_a_small_hint_piece_by_piece(node: FakeNode) -> N
         assert await rpc.get_logs(BlockRange(0, HEAD), None, None) == ALL_LOGS
     calls = node.get_logs_calls()
     assert sorted(r for r in calls if len(r) == 50) == list(BlockRange(0, HEAD).chunks(50))
-    assert len(calls) == 20 + 5  # the hint-sized parts and five refusals
+    assert len(calls) == 20 + 1  # one refusal, then parts of the size the endpoint accepts
 
 
 async def test_get_logs_halves_without_a_hint(node: FakeNode) -> None:
@@ -238,7 +253,7 @@ async def test_rate_limit_waits_retry_after_and_never_splits(node: FakeNode) -> 
         started = time.monotonic()
         assert await rpc.get_logs(BlockRange(0, 499), None, None) == expected(0, 499)
     assert time.monotonic() - started >= 0.9
-    assert node.requests == 2 and node.get_logs_calls() == [BlockRange(0, 499)]
+    assert node.get_logs_calls() == [BlockRange(0, 499)]  # the 429 was answered before parsing
     assert sample("limited", "0:127.0.0.1", "eth_getLogs", "rate_limited") == 1
 
 
@@ -336,3 +351,108 @@ async def test_requests_per_second_limit(node: FakeNode) -> None:
         started = time.monotonic()
         await asyncio.gather(*(rpc.block_number() for _ in range(15)))
     assert time.monotonic() - started >= 0.4
+
+
+def rejected(chain: str, reason: str) -> float:
+    total = 0.0
+    for family in metrics.REGISTRY.collect():
+        for s in family.samples:
+            if (s.name == "indexer_rpc_answers_rejected_total" and s.labels["chain"] == chain
+                    and s.labels["reason"] == reason):
+                total += s.value
+    return total
+
+
+async def test_the_range_an_endpoint_accepts_is_learned(node: FakeNode) -> None:
+    node.max_range = 100
+    async with client(node.url(), chain="learn") as rpc:
+        assert await rpc.get_logs(BlockRange(0, 499), None, None) == expected(0, 499)
+        refusals = sample("learn", "0:127.0.0.1", "eth_getLogs", "range_too_large")
+        assert await rpc.get_logs(BlockRange(500, 999), None, None) == expected(500, 999)
+    assert refusals == 1
+    assert sample("learn", "0:127.0.0.1", "eth_getLogs", "range_too_large") == 1  # no new one
+    assert metrics.REGISTRY.get_sample_value(
+        "indexer_rpc_range_size_blocks", {"chain": "learn", "endpoint": "0:127.0.0.1"}) >= 100
+
+
+async def test_logs_of_to_block_missing_while_its_bloom_says_maybe_are_asked_again(
+        node: FakeNode) -> None:
+    node.bloom = "0x" + "ff" * 256
+    node.faults = ["droptip"]
+    async with client(node.url(), chain="bloom") as rpc:
+        assert await rpc.get_logs(BlockRange(0, 99), None, None) == expected(0, 99)
+    assert rejected("bloom", "bloom") == 1
+    assert sample("bloom", "0:127.0.0.1", "eth_getLogs", "node_behind") == 1
+
+
+async def test_a_bloom_false_positive_is_accepted_after_a_few_asks(node: FakeNode) -> None:
+    node.bloom = "0x" + "ff" * 256
+    async with client(node.url(), chain="falsepos") as rpc:
+        # Block 100 holds no log (100 % 4 == 0) although its bloom says "maybe".
+        assert await rpc.get_logs(BlockRange(97, 100), None, None) == expected(97, 100)
+    assert rejected("falsepos", "bloom") == 2
+
+
+async def test_an_all_zero_bloom_with_no_logs_is_accepted_at_once(node: FakeNode) -> None:
+    node.bloom = "0x" + "00" * 256
+    async with client(node.url(), chain="zerobloom") as rpc:
+        assert await rpc.get_logs(BlockRange(97, 100), None, None) == expected(97, 100)
+    assert rejected("zerobloom", "bloom") == 0
+
+
+@pytest.mark.parametrize(("fault", "reason"), [("badhash", "block_hash"), ("foreign", "filter"),
+                                                ("outside", "range")])
+async def test_answers_failing_a_check_are_asked_again(
+        node: FakeNode, fault: str, reason: str) -> None:
+    node.faults = [fault]
+    chain = f"check_{fault}"
+    async with client(node.url(), chain=chain) as rpc:
+        answer = await rpc.get_logs_checked(BlockRange(0, 99), [ADDR_A, ADDR_B], None)
+    assert answer.logs == expected(0, 99)
+    assert rejected(chain, reason) == 1
+    blocks = {int(log["blockNumber"], 16) for log in answer.logs}
+    assert blocks <= set(answer.headers) and 99 in answer.headers
+    assert all(answer.headers[b].timestamp == 1_700_000_000 + 2 * b for b in blocks)
+
+
+async def test_failover_moves_back_to_the_first_endpoint_once_it_recovers() -> None:
+    first, second = FakeNode(), FakeNode()
+    await first.start()
+    await second.start()
+    try:
+        first.faults = ["500"] * 5  # five failures in a row trip its breaker
+        async with client(first.url(), second.url(), chain="back", max_retries=8) as rpc:
+            deadline = time.monotonic() + 5
+            while first.faults and time.monotonic() < deadline:
+                assert await rpc.block_number() == HEAD
+                await asyncio.sleep(0.01)
+            assert metrics.REGISTRY.get_sample_value(
+                "indexer_rpc_endpoint_up", {"chain": "back", "endpoint": "0:127.0.0.1"}) == 0
+            served = second.requests
+            await asyncio.sleep(1.1)  # the breaker's cool-down
+            for _ in range(5):
+                assert await rpc.block_number() == HEAD
+        assert second.requests == served  # all went back to the first
+        assert sample("back", "0:127.0.0.1", "eth_blockNumber", "ok") == 5
+        assert sample("back", "1:127.0.0.1", "eth_blockNumber", "ok") >= 5
+        assert metrics.REGISTRY.get_sample_value(
+            "indexer_rpc_failovers_total", {"chain": "back", "endpoint": "0:127.0.0.1"}) >= 1
+        assert metrics.REGISTRY.get_sample_value(
+            "indexer_rpc_endpoint_up", {"chain": "back", "endpoint": "0:127.0.0.1"}) == 1
+    finally:
+        await first.stop()
+        await second.stop()
+
+
+async def test_a_rate_limited_endpoint_passes_requests_to_the_next(node: FakeNode) -> None:
+    other = FakeNode()
+    await other.start()
+    try:
+        node.faults = ["429"]  # Retry-After: 1
+        async with client(node.url(), other.url(), chain="spill") as rpc:
+            started = time.monotonic()
+            assert await rpc.get_logs(BlockRange(0, 499), None, None) == expected(0, 499)
+        assert time.monotonic() - started < 0.9  # did not wait for the first
+        assert other.get_logs_calls() == [BlockRange(0, 499)]  # never split for a rate limit
+    finally:
+        await other.stop()
