@@ -28,6 +28,7 @@ from indexer.types import BlockRange
 log = logging.getLogger(__name__)
 
 SLOW_START_BLOCKS = 16
+COMPACT_EVERY = 500  # commits between merges of adjacent range records
 
 # Failures a unit is retried on after the RPC client's own retries: the RPC or the database
 # went away for a while. Nothing of the unit was committed, so redoing it is safe.
@@ -104,6 +105,7 @@ class ChainRunner:
         self.head_time: int | None = None
         self.lag_seconds: int | None = None
         self.last_commit: float | None = None
+        self.commits = 0
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -121,6 +123,7 @@ class ChainRunner:
             genesis.hash if genesis is not None else None,
         )
         await self.db.ensure_event_tables(self.p.tables)
+        await self.db.compact_ranges(c.chain_id)
         self.done = await self.db.done_ranges(c.chain_id)
         await self.board.raise_fence(c.name, await self.db.max_fence(c.chain_id))
         for name in {s.name for s in self.p.sources if s.factory is not None}:
@@ -149,6 +152,8 @@ class ChainRunner:
             first = False
             if target is None:
                 return self.progress
+            if self.opt.shared:
+                await self._reload()
             self._plan(target)
             await self._drain()
             if self.opt.once or (self.opt.until is not None and target >= self.opt.until):
@@ -164,6 +169,10 @@ class ChainRunner:
             if not wait or target > self.progress.target:
                 self.progress.target = target
                 return target
+            if self.opt.shared and time.monotonic() - self.planned_at > self.opt.refresh_interval:
+                await self._reload()  # other workers' commits move the watermark too
+                self._watermark()
+                self.planned_at = time.monotonic()
             await asyncio.sleep(self._poll_interval())
 
     def _poll_interval(self) -> float:
@@ -225,11 +234,15 @@ class ChainRunner:
     def _backlog(self) -> int:
         return len(self.claims.pending) + len(self.claims.leases)
 
-    async def _refresh(self) -> None:
-        """Learn what the other workers committed (only Postgres knows) and plan again."""
+    async def _reload(self) -> None:
+        """What every worker committed: only Postgres knows."""
         self.done = await self.db.done_ranges(self.chain.chain_id)
         for name in {s.name for s in self.p.sources if s.factory is not None}:
             self.p.children[name] = await self.db.children(self.chain.chain_id, name)
+
+    async def _refresh(self) -> None:
+        """Learn what the other workers committed and plan again."""
+        await self._reload()
         self._plan(self.progress.target)
 
     async def _drain(self) -> None:
@@ -345,6 +358,11 @@ class ChainRunner:
             return False
         self._committed(result, time.perf_counter() - t0)
         self.failures = 0
+        self.commits += 1
+        if self.commits % COMPACT_EVERY == 0:
+            merged = await self.db.compact_ranges(self.chain.chain_id)
+            if merged:
+                log.debug("%s: merged %d range records", self.chain.name, merged)
         return True
 
     def _committed(self, r: UnitResult, write_seconds: float) -> None:

@@ -225,6 +225,38 @@ class Database:
             out.setdefault(r["source"], []).append(BlockRange(r["from_block"], r["to_block"]))
         return out
 
+    async def compact_ranges(self, chain_id: int) -> int:
+        """Merge adjacent range records of each source into one (the live tail commits a record
+        per block or two; the plan reads them all). Returns how many records went away.
+
+        Runs under the chain's commit lock, so no commit interleaves; merged records keep the
+        highest fence and the summed event count, and cover exactly the same blocks."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", chain_lock_key(chain_id))
+            rows = await conn.fetch(
+                "SELECT source, from_block, to_block, events, fence FROM indexer.ranges"
+                " WHERE chain_id = $1 ORDER BY source, from_block", chain_id,
+            )
+            merged: list[list] = []
+            for r in rows:
+                last = merged[-1] if merged else None
+                if last is not None and last[0] == r["source"] and r["from_block"] == last[2] + 1:
+                    last[2] = r["to_block"]
+                    last[3] += r["events"]
+                    last[4] = max(last[4] or 0, r["fence"] or 0) or None
+                else:
+                    merged.append([r["source"], r["from_block"], r["to_block"], r["events"],
+                                   r["fence"]])
+            if len(rows) - len(merged) < max(16, len(rows) // 4):
+                return 0
+            await conn.execute("DELETE FROM indexer.ranges WHERE chain_id = $1", chain_id)
+            await conn.executemany(
+                "INSERT INTO indexer.ranges (chain_id, source, from_block, to_block, events,"
+                " worker, fence) VALUES ($1, $2, $3, $4, $5, 'merged', $6)",
+                [(chain_id, m[0], m[1], m[2], m[3], m[4]) for m in merged],
+            )
+            return len(rows) - len(merged)
+
     async def instance_id(self) -> str:
         """This database's random id (set by a migration): namespaces the Redis keys."""
         return str(await self.pool.fetchval("SELECT value FROM indexer.meta WHERE key = 'instance_id'"))

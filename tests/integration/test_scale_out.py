@@ -115,6 +115,7 @@ def test_workers_killed_at_random_moments_over_many_runs_end_exact(
     env = env_for(database_url, deployed.url, REDIS_URL=redis_db, INDEXER_LEASE_TTL=TTL)
     rng = random.Random(4)
     procs = {}
+    killed = 0
     for i in range(10):
         for name in ("a", "b", "c"):
             if name not in procs or procs[name].poll() is not None:
@@ -125,6 +126,7 @@ def test_workers_killed_at_random_moments_over_many_runs_end_exact(
         if victim.poll() is None:
             victim.send_signal(signal.SIGKILL)
             victim.wait(10)
+            killed += 1
     for p in procs.values():
         if p.poll() is None:
             p.wait(180)
@@ -134,7 +136,8 @@ def test_workers_killed_at_random_moments_over_many_runs_end_exact(
     finally:
         stop(final, signal.SIGKILL)
     compare(deployed, database_url)
-    assert len(assert_each_block_done_once(database_url, head_of(deployed))) >= 3
+    assert_each_block_done_once(database_url, head_of(deployed))
+    assert killed >= 5, "too few workers were killed while working: grow the chain"
 
 
 def test_a_paused_worker_cannot_commit_a_range_redone_by_another(

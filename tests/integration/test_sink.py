@@ -1,0 +1,43 @@
+"""The sink's bookkeeping against a real Postgres."""
+
+from __future__ import annotations
+
+import pytest
+
+from indexer.sink.postgres import Database, RangeConflict
+from indexer.types import BlockRange as R
+
+
+@pytest.fixture
+async def db(database_url: str):
+    d = await Database.connect(database_url, "chaindata", max_size=2)
+    await d.migrate()
+    yield d
+    await d.close()
+
+
+async def _record(db: Database, source: str, rng: R, fence: int) -> None:
+    await db.commit(1, rng, [source], {}, {}, 1_000_000, worker="w", fence=fence)
+
+
+async def test_compaction_merges_adjacent_records_and_keeps_coverage_and_fences(db):
+    for i in range(40):
+        await _record(db, "A", R(i * 10, i * 10 + 9), fence=i + 1)
+    await _record(db, "A", R(500, 509), fence=99)  # a gap before it: stays apart
+    await _record(db, "B", R(0, 9), fence=7)
+    assert await db.compact_ranges(1) == 39
+    done = await db.done_ranges(1)
+    assert done == {"A": [R(0, 399), R(500, 509)], "B": [R(0, 9)]}
+    assert await db.max_fence(1) == 99
+    with pytest.raises(RangeConflict):
+        await _record(db, "A", R(395, 396), fence=100)  # still refused after the merge
+    assert await db.compact_ranges(1) == 0  # nothing left to merge
+
+
+async def test_a_second_commit_of_any_block_of_a_source_is_refused(db):
+    await _record(db, "A", R(0, 99), fence=1)
+    for rng in (R(0, 99), R(50, 60), R(99, 120)):
+        with pytest.raises(RangeConflict):
+            await _record(db, "A", rng, fence=2)
+    await _record(db, "B", R(0, 99), fence=3)  # another source may
+    await _record(db, "A", R(100, 120), fence=4)
