@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import kill_started
+from tests.support.cli import STARTED, kill_started
 from tests.support.contracts import Deployed, Deployer
 from tests.support.services import (
     Anvil,
@@ -28,6 +28,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def _no_indexer_outlives_its_test() -> Iterator[None]:
+    """Indexers a test starts die with it (those of module fixtures, started before, live on)."""
+    before = len(STARTED)
+    yield
+    kill_started(before)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_indexer_outlives_the_session() -> Iterator[None]:
     yield
     kill_started()
 

@@ -38,12 +38,6 @@ DASHBOARDS = sorted((MONITORING / "grafana" / "dashboards").glob("*.json"))
 # Metrics defined in indexer/metrics.py that no code sets yet: a panel reading only these has
 # no data to show, and its check is skipped naming them.
 NOT_PRODUCED_YET = {
-    "indexer_workers": "set by the Redis lease board, not built yet",
-    "indexer_rpc_range_size_blocks": "not set by the RPC client yet",
-    "indexer_rpc_endpoint_health": "not set by the RPC client yet",
-    "indexer_rpc_endpoint_up": "not set by the RPC client yet",
-    "indexer_rpc_failovers_total": "not set by the RPC client yet",
-    "indexer_rpc_answers_rejected_total": "not set by the RPC client yet",
     "indexer_reorgs_total": "set by live reorg handling, not built yet",
     "indexer_reorg_depth_blocks": "set by live reorg handling, not built yet",
     "indexer_block_commit_latency_seconds_bucket": "set by the live tail, not built yet",
@@ -51,6 +45,8 @@ NOT_PRODUCED_YET = {
 # Series that exist only when something goes wrong; a healthy run has none.
 ONLY_ON_TROUBLE = {
     "indexer_decode_failures_total": "appears with the first log that fails to decode",
+    "indexer_rpc_failovers_total": "appears with the first failover between endpoints",
+    "indexer_rpc_answers_rejected_total": "appears with the first answer that fails a check",
     "ALERTS": "appears when an alert is pending or firing",
 }
 

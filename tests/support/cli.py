@@ -67,9 +67,10 @@ def start_indexer(
     return proc
 
 
-def kill_started() -> None:
-    """Kill every indexer a test started and left running (and its worker processes)."""
-    while STARTED:
+def kill_started(since: int = 0) -> None:
+    """Kill every indexer started after the first ``since`` ones and left running (with its
+    worker processes)."""
+    while len(STARTED) > since:
         proc = STARTED.pop()
         if proc.poll() is None:
             try:
