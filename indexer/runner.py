@@ -298,7 +298,7 @@ class ChainRunner:
         Wait for a unit of ours to end, or look at Postgres again."""
         self.changed.clear()
         try:
-            await asyncio.wait_for(self.changed.wait(), timeout=0.5)
+            await asyncio.wait_for(self.changed.wait(), timeout=0.2 if self.opt.shared else 0.5)
         except TimeoutError:
             if self.opt.shared:
                 await self._refresh()
