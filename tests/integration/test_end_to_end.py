@@ -207,8 +207,9 @@ def test_two_worker_processes_split_the_blocks_and_end_equal_to_the_chain(
     assert res.err.count("indexed up to block") == 2  # one summary per worker
     compare(deployed, database_url)
     workers = asyncio.run(_workers(database_url))
-    # Both processes ran (two summaries above); which of them leased which blocks is timing.
-    assert workers and {w[-2:] for w in workers} <= {"/0", "/1"}, workers
+    # Both processes ran (two summaries above); which of them leased which blocks is timing, and
+    # a worker starting late may merge the other's first records ("merged").
+    assert workers - {"merged"} and {w[-2:] for w in workers - {"merged"}} <= {"/0", "/1"}, workers
 
 
 async def _workers(url: str) -> set[str]:
