@@ -123,7 +123,8 @@ class ChainRunner:
             genesis.hash if genesis is not None else None,
         )
         await self.db.ensure_event_tables(self.p.tables)
-        await self.db.compact_ranges(c.chain_id)
+        if not self.opt.shared:  # alone: tidy the records of earlier runs before planning
+            await self.db.compact_ranges(c.chain_id)
         self.done = await self.db.done_ranges(c.chain_id)
         await self.board.raise_fence(c.name, await self.db.max_fence(c.chain_id))
         for name in {s.name for s in self.p.sources if s.factory is not None}:

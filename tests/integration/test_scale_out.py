@@ -97,11 +97,14 @@ def test_a_worker_killed_at_any_stage_loses_and_duplicates_nothing(
 ):
     deployed, chain = busy_chain
     env = env_for(database_url, deployed.url, REDIS_URL=redis_db, INDEXER_LEASE_TTL=TTL)
-    # The victim dies at `point` of its first unit; the survivor must take that range over.
+    # The victim dies at `point` of its first unit, holding its lease; the survivor must wait
+    # for that lease to expire and take the range over.
     victim = start_indexer(run_args(chain, "victim"), dict(env, INDEXER_FAULTS=f"{point}=kill"),
                            log=tmp_path / "victim.log")
-    survivor = start_indexer(run_args(chain, "survivor"), env, log=tmp_path / "survivor.log")
     assert victim.wait(120) == -signal.SIGKILL, (tmp_path / "victim.log").read_text()
+    leases = _leases_of(redis_db, "victim")
+    assert leases, "the victim died holding no lease: the test proves nothing"
+    survivor = start_indexer(run_args(chain, "survivor"), env, log=tmp_path / "survivor.log")
     assert survivor.wait(180) == 0, (tmp_path / "survivor.log").read_text()
     compare(deployed, database_url)
     workers = assert_each_block_done_once(database_url, head_of(deployed))
@@ -171,16 +174,19 @@ def _stopped(proc: subprocess.Popen[bytes]) -> bool:
         return False
 
 
-def _sleeper_range(url: str) -> str | None:
+def _leases_of(url: str, worker: str) -> list[str]:
+    """Lease entries held by ``worker`` on the board, as stored in Redis."""
     client = redis.Redis.from_url(url)
     try:
-        for key in client.scan_iter("indexer:*:leases:*"):
-            for value in client.hvals(key):
-                if b"sleeper" in value:
-                    return value.decode()
-        return None
+        return [value.decode() for key in client.scan_iter("indexer:*:leases:*")
+                for value in client.hvals(key) if f" {worker} ".encode() in value]
     finally:
         client.close()
+
+
+def _sleeper_range(url: str) -> str | None:
+    found = _leases_of(url, "sleeper")
+    return found[0] if found else None
 
 
 def test_redis_flushall_in_the_middle_of_a_backfill(
