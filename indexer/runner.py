@@ -31,9 +31,11 @@ SLOW_START_BLOCKS = 16
 COMPACT_EVERY = 500  # commits between merges of adjacent range records
 
 # Failures a unit is retried on after the RPC client's own retries: the RPC or the database
-# went away for a while. Nothing of the unit was committed, so redoing it is safe.
+# went away for a while, or Postgres chose this transaction as a deadlock victim. Nothing of
+# the unit was committed, so redoing it is safe.
 TRANSIENT = (RpcError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-             asyncpg.CannotConnectNowError, OSError)
+             asyncpg.CannotConnectNowError, asyncpg.DeadlockDetectedError,
+             asyncpg.SerializationError, OSError)
 
 
 @dataclass(frozen=True, slots=True)

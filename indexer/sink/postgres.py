@@ -205,12 +205,18 @@ class Database:
         ]
         if not wanted:
             return
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
+        # One short transaction per partition: creating a partition locks its parent
+        # exclusively, and holding several such locks at once while other workers' commits
+        # hold locks on several tables is a lock-order deadlock.
+        async with self.pool.acquire() as conn:
             for t, i in wanted:
-                await conn.execute(ddl.create_chain_partition(self.schema, t, chain_id))
-                await conn.execute(ddl.create_block_partition(self.schema, t, chain_id, i, span))
-        self._partitions.update(ddl.block_partition_name(t, chain_id, i) for t, i in wanted)
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
+                    await conn.execute(ddl.create_chain_partition(self.schema, t, chain_id))
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
+                    await conn.execute(ddl.create_block_partition(self.schema, t, chain_id, i, span))
+                self._partitions.add(ddl.block_partition_name(t, chain_id, i))
 
     # -- progress ---------------------------------------------------------------------------
 
@@ -298,7 +304,7 @@ class Database:
         index = rng.start // span
         if rng.end // span != index:
             raise ValueError(f"range {rng} crosses a partition boundary of span {span}")
-        tables = [t for t, recs in rows.items() if recs]
+        tables = sorted(t for t, recs in rows.items() if recs)  # one lock order for all writers
         await self.ensure_partitions(chain_id, tables, rng, span)
         events = sum(len(rows[t]) for t in tables)
         async with self.pool.acquire() as conn:

@@ -115,7 +115,8 @@ def test_workers_killed_at_random_moments_over_many_runs_end_exact(
     busy_chain, database_url: str, redis_db: str, tmp_path: Path
 ):
     deployed, chain = busy_chain
-    env = env_for(database_url, deployed.url, REDIS_URL=redis_db, INDEXER_LEASE_TTL=TTL)
+    env = env_for(database_url, deployed.url, REDIS_URL=redis_db, INDEXER_LEASE_TTL=TTL,
+                  INDEXER_FAULTS="after_fetch=sleep:0.02!")  # long enough to kill workers in
     rng = random.Random(4)
     procs = {}
     killed = 0
@@ -193,14 +194,15 @@ def test_redis_flushall_in_the_middle_of_a_backfill(
     busy_chain, database_url: str, redis_db: str, tmp_path: Path
 ):
     deployed, chain = busy_chain
-    env = env_for(database_url, deployed.url, REDIS_URL=redis_db, INDEXER_LEASE_TTL=TTL)
+    env = env_for(database_url, deployed.url, REDIS_URL=redis_db, INDEXER_LEASE_TTL=TTL,
+                  INDEXER_FAULTS="after_fetch=sleep:0.02!")  # a backfill long enough to flush in
     procs = [start_indexer(run_args(chain, f"w{i}"), env, log=tmp_path / f"w{i}.log")
              for i in range(2)]
     client = redis.Redis.from_url(redis_db)
     flushed = 0
     try:
         for _ in range(5):
-            time.sleep(0.7)
+            time.sleep(0.4)
             if all(p.poll() is not None for p in procs):
                 break
             client.flushdb()
@@ -226,7 +228,7 @@ def test_redis_restarting_in_the_middle_of_a_backfill(
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: _redis_ping("127.0.0.1", port), timeout=10)
     env = env_for(database_url, deployed.url, REDIS_URL=f"redis://127.0.0.1:{port}/0",
-                  INDEXER_LEASE_TTL=TTL)
+                  INDEXER_LEASE_TTL=TTL, INDEXER_FAULTS="after_fetch=sleep:0.02!")
     procs = [start_indexer(run_args(chain, f"w{i}"), env, log=tmp_path / f"w{i}.log")
              for i in range(2)]
     try:
@@ -287,3 +289,33 @@ def test_status_shows_workers_and_leases_while_running(
         assert all(lease["worker"] == "seen" for lease in row["leased"])
     finally:
         stop(proc)
+
+
+def test_two_chains_in_one_run_share_the_workers(
+    busy_chain, database_url: str, redis_db: str, tmp_path: Path
+):
+    from tests.integration.test_end_to_end import demo_sources
+    from tests.support.contracts import Deployer
+    from tests.support.reference import assert_tables_equal, expected_rows, read_tables
+    from tests.support.services import Anvil
+
+    deployed, chain = busy_chain
+    with Anvil(chain_id=31338) as node:
+        second = Deployer(node.url).deploy()
+        run_traffic(second, rounds=12, seed=31)
+        other = write_chain(tmp_path / "second.yaml", name="second", chain_id=31338,
+                            get_logs_max_range=2,
+                            rpc=[{"url": node.url}])
+        env = env_for(database_url, deployed.url, REDIS_URL=redis_db, INDEXER_LEASE_TTL=TTL)
+        res = indexer(["run", "--chain", str(chain), "--chain", str(other), "--workers", "2",
+                       *ARGS], env)
+        assert res.code == 0, res.err
+        for system in (deployed, second):
+            head = int(system.rpc.call("eth_blockNumber"), 16)
+            expected = expected_rows(system.url, demo_sources(system), 0, head)
+            actual = asyncio.run(read_tables(database_url, "chaindata", list(expected)))
+            cid = int(system.rpc.call("eth_chainId"), 16)
+            mine = {t: [r for r in rows if r[0] == cid] for t, rows in actual.items()}
+            assert_tables_equal(expected, mine)
+        assert res.err.count("second: indexed up to block") == 2  # both workers ran both chains
+        assert res.err.count("anvil: indexed up to block") == 2

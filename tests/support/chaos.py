@@ -107,6 +107,7 @@ class ChaosProxy:
         self.chaos = chaos or Chaos()
         self.port = port or free_port()
         self.seen: Counter[str] = Counter()
+        self._owed: str | None = None  # a log rewrite chosen but not yet applied
         self.methods: Counter[str] = Counter()
         self.requests = 0
         self.dead = False
@@ -283,7 +284,14 @@ class ChaosProxy:
                 self.seen[fault] += 1
                 reply["result"] = [lg for lg in logs if int(lg["blockNumber"], 16) < cut]
             else:
-                self._rewrite_logs(call, reply, logs, fault)
+                # A rewrite chosen for an answer it cannot apply to (no logs, no log in the
+                # last block) is owed to the next eth_getLogs answer, so a chosen fault is
+                # always injected sooner or later.
+                if fault is None and self._owed is not None:
+                    fault = self._owed
+                applied = self._rewrite_logs(call, reply, logs, fault)
+                if fault in _LOG_REWRITES:
+                    self._owed = None if applied else fault
         elif method == "eth_getBlockByNumber" and cut is not None:
             number = call["params"][0]
             if number.startswith("0x") and int(number, 16) >= cut:
@@ -292,23 +300,23 @@ class ChaosProxy:
     def _rewrite_logs(
         self, call: dict[str, Any], reply: dict[str, Any], logs: list[dict[str, Any]],
         fault: str | None,
-    ) -> None:
+    ) -> bool:
         _, hi = _logs_range([call]) or (0, 0)
         if fault == "bloom-lag" and any(int(lg["blockNumber"], 16) == hi for lg in logs):
-            self.seen[fault] += 1
             reply["result"] = [lg for lg in logs if int(lg["blockNumber"], 16) != hi]
         elif fault == "wrong-hash" and logs:
-            self.seen[fault] += 1
             victim = logs[self._rng.randrange(len(logs))]["blockNumber"]
             for lg in logs:
                 if lg["blockNumber"] == victim:
                     lg["blockHash"] = "0x" + "ee" * 32
         elif fault == "outside" and logs:
-            self.seen[fault] += 1
             logs.append({**logs[-1], "blockNumber": hex(hi + 1), "logIndex": "0x0"})
         elif fault == "foreign" and logs:
-            self.seen[fault] += 1
             logs[self._rng.randrange(len(logs))]["address"] = "0x" + "de" * 20
+        else:
+            return False
+        self.seen[fault] += 1
+        return True
 
     def _limits(
         self, calls: list[dict[str, Any]], replies: list[dict[str, Any]]
@@ -329,6 +337,9 @@ class ChaosProxy:
                 hint = (rng[0], max(rng[0], last_ok))
                 return _shape("infura", rng, hint[1] - hint[0] + 1)
         return None
+
+
+_LOG_REWRITES = ("bloom-lag", "wrong-hash", "outside", "foreign")
 
 
 def _logs_range(calls: list[dict[str, Any]]) -> tuple[int, int] | None:
