@@ -198,6 +198,8 @@ class ChaosProxy:
         for call in calls:
             self.methods[call.get("method", "")] += 1
         fault = self._choose()
+        if fault in _LOG_REWRITES and not any(c.get("method") == "eth_getLogs" for c in calls):
+            self._owed, fault = fault, None  # owed to the next eth_getLogs answer
         early = await self._early(fault, request, calls)
         if early is not None:
             return early
