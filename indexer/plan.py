@@ -1,8 +1,8 @@
 """Range algebra (pure): what is done, what is left, how to cut it, and the watermark.
 
 Work is tracked per *source* (one configured contract of a chain). A *unit* is one block range
-and the sources to fetch over it; units never straddle a table partition, so a unit's rows go to
-one leaf partition per table.
+and the sources to fetch over it; a leased unit never straddles a table partition (see
+``claims.pieces``), so its rows go to one leaf partition per table.
 """
 
 from __future__ import annotations
@@ -114,18 +114,6 @@ def _sweep(left: Mapping[str, list[BlockRange]], factory: str | None) -> list[Un
         else:
             units.append(Unit(seg, names, factory))
     return units
-
-
-def cut(unit: Unit, size: int, partition_blocks: int) -> tuple[Unit, Unit | None]:
-    """The first piece of ``unit`` of at most ``size`` blocks, never crossing a partition
-    boundary, and the rest (None when nothing is left)."""
-    rng = unit.range
-    boundary = (rng.start // partition_blocks + 1) * partition_blocks - 1
-    end = min(rng.start + max(size, 1) - 1, boundary, rng.end)
-    head = Unit(BlockRange(rng.start, end), unit.sources, unit.factory)
-    if end == rng.end:
-        return head, None
-    return head, Unit(BlockRange(end + 1, rng.end), unit.sources, unit.factory)
 
 
 def next_size(

@@ -4,7 +4,6 @@ from indexer.plan import (
     Source,
     Unit,
     covered_until,
-    cut,
     merge,
     next_size,
     subtract,
@@ -80,14 +79,6 @@ def test_todo_is_empty_when_everything_is_done_or_not_started():
     assert todo([Source("A", 0)], {"A": [R(0, 10)]}, 10) == []
 
 
-def test_cut_never_crosses_a_partition_boundary():
-    head, rest = cut(Unit(R(990, 1500), ("A",)), 100, 1000)
-    assert head.range == R(990, 999)
-    assert rest is not None and rest.range == R(1000, 1500)
-    head, rest = cut(Unit(R(0, 5), ("A",)), 100, 1000)
-    assert head.range == R(0, 5) and rest is None
-
-
 @pytest.mark.parametrize(
     ("current", "logs", "blocks", "expected"),
     [
@@ -100,3 +91,10 @@ def test_cut_never_crosses_a_partition_boundary():
 )
 def test_next_size_aims_at_target_logs_per_unit(current, logs, blocks, expected):
     assert next_size(current, logs, blocks, target_logs=10_000) == expected
+
+
+def test_candidate_pieces_never_cross_a_partition_boundary():
+    from indexer.claims import pieces
+
+    assert pieces(R(990, 2500), 1000) == [R(990, 999), R(1000, 1999), R(2000, 2500)]
+    assert pieces(R(0, 5), 1000) == [R(0, 5)]
