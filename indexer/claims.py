@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 import aiohttp
+import redis.exceptions
 
 from indexer import metrics
 from indexer.lease import Lease, LeaseBoard, LeaseLost
@@ -22,13 +23,11 @@ from indexer.types import BlockRange
 log = logging.getLogger(__name__)
 
 MAX_CANDIDATES = 32  # candidate ranges sent with one claim
-BOARD_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, aiohttp.ClientError)
-try:  # the Redis client's own errors, when it is installed
-    import redis.exceptions as _redis_errors
-
-    BOARD_ERRORS = (*BOARD_ERRORS, _redis_errors.ConnectionError, _redis_errors.TimeoutError)
-except ImportError:  # pragma: no cover
-    pass
+# What a lease board raises when it cannot be reached (Redis, or the --workers parent over HTTP).
+BOARD_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, TimeoutError, aiohttp.ClientError,
+    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+)
 
 
 def group_of(unit: Unit) -> str:

@@ -105,6 +105,7 @@ class ChainRunner:
         self.budget = options.target_logs * options.concurrency
         self.failures = 0  # consecutive failed units, for the retry back-off
         self.head_time: int | None = None
+        self.head_polled_at = 0.0
         self.lag_seconds: int | None = None
         self.last_commit: float | None = None
         self.commits = 0
@@ -165,9 +166,7 @@ class ChainRunner:
     async def _target(self, wait: bool) -> int | None:
         """The block to index up to now; waits for the head to move when nothing is new."""
         while True:
-            head = await self.rpc.block_number()
-            safe = head - self.chain.finality_depth
-            self._head(head, safe)
+            safe = await self._poll_head() - self.chain.finality_depth
             target = safe if self.opt.until is None else min(safe, self.opt.until)
             if not wait or target > self.progress.target:
                 self.progress.target = target
@@ -183,28 +182,36 @@ class ChainRunner:
             return self.opt.poll_interval
         return max(0.05, min(1.0, self.chain.block_time / 4))
 
+    async def _poll_head(self) -> int:
+        """Ask for the latest block (number and time); every head figure comes from here."""
+        latest = await self.rpc.get_header("latest")
+        self.head_polled_at = time.monotonic()
+        if latest is None:  # a node that cannot name its head: keep the last one known
+            return self.progress.head
+        self.head_time = latest.timestamp
+        self._head(latest.number, latest.number - self.chain.finality_depth)
+        metrics.HEAD_AGE_SECONDS.labels(**self.labels).set(max(0.0, time.time() - latest.timestamp))
+        return latest.number
+
     async def _watch(self) -> None:
-        """Keep head, head age and lag in seconds current while the loop works."""
+        """Keep head, head age and lag in seconds current while the loop works (the live loop
+        polls the head itself; this asks only when nobody did for a second)."""
         mark_time: tuple[int, int] | None = None  # (block, timestamp) of the watermark
         while True:
             try:
-                latest = await self.rpc.get_header("latest")
-                if latest is not None:
-                    self.head_time = latest.timestamp
-                    self._head(latest.number, latest.number - self.chain.finality_depth)
-                    metrics.HEAD_AGE_SECONDS.labels(**self.labels).set(
-                        max(0.0, time.time() - latest.timestamp))
-                    mark = self.progress.indexed
-                    if mark >= 0 and (mark_time is None or mark_time[0] != mark):
-                        header = await self.rpc.get_header(mark)
-                        if header is not None:
-                            mark_time = (mark, header.timestamp)
-                    if mark_time is not None:
-                        self.lag_seconds = max(0, latest.timestamp - mark_time[1])
-                        metrics.LAG_SECONDS.labels(**self.labels).set(self.lag_seconds)
+                if time.monotonic() - self.head_polled_at >= 1.0:
+                    await self._poll_head()
+                mark = self.progress.indexed
+                if mark >= 0 and (mark_time is None or mark_time[0] != mark):
+                    header = await self.rpc.get_header(mark)
+                    if header is not None:
+                        mark_time = (mark, header.timestamp)
+                if mark_time is not None and self.head_time is not None:
+                    self.lag_seconds = max(0, self.head_time - mark_time[1])
+                    metrics.LAG_SECONDS.labels(**self.labels).set(self.lag_seconds)
             except RpcError as e:
                 log.debug("%s: head watch: %s", self.chain.name, e)
-            await asyncio.sleep(max(self._poll_interval(), 1.0))
+            await asyncio.sleep(1.0)
 
     def status(self) -> dict[str, object]:
         """What /status and /readyz report for this chain."""

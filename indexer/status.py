@@ -12,7 +12,8 @@ import orjson
 
 from indexer.config import ChainConfig, ConfigError, load_chain, resolve_chain
 from indexer.lease import LeaseBoard, RedisLeaseBoard
-from indexer.plan import Source, covered_until, todo, watermark
+from indexer.pipeline import build_pipeline
+from indexer.plan import covered_until, todo, watermark
 from indexer.rpc.client import RpcClient, endpoint_label
 from indexer.rpc.errors import RpcError
 from indexer.sink.postgres import Database
@@ -33,10 +34,7 @@ async def chain_status(
     done = await db.done_ranges(chain_id)
     pending = None
     if chain is not None:
-        sources = [
-            Source(c.name, c.start_block, c.factory.contract if c.factory else None)
-            for c in chain.contracts
-        ]
+        sources = build_pipeline(chain).sources
         indexed = watermark(sources, done)
         head = await _head(chain)
         if head is not None:

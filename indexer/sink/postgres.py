@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import orjson
 
 from indexer import faults
 from indexer.sink import schema as ddl
@@ -372,8 +373,6 @@ class Database:
 
 
 def _json_columns(t: EventTable) -> str:
-    import orjson
-
     return orjson.dumps([{"name": c, "type": ty} for c, ty in zip(t.columns, t.types, strict=True)]).decode()
 
 
