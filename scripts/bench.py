@@ -17,11 +17,9 @@ counts side by side, so the ratio between them is fair on a noisy machine.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,18 +27,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from scripts.benchlib import events_in, timed_run  # noqa: E402
 from tests.support.cli import write_chain  # noqa: E402
 from tests.support.contracts import Deployer  # noqa: E402
-from tests.support.services import (  # noqa: E402
-    Anvil,
-    database_url_for_tests,
-    drop_database,
-    fresh_database,
-)
+from tests.support.services import Anvil, database_url_for_tests  # noqa: E402
 from tests.support.traffic import bulk_transfers, run_traffic  # noqa: E402
 
 STAGE = re.compile(r"time by stage: fetch ([\d.]+)s, decode ([\d.]+)s, write ([\d.]+)s")
-EVENTS = re.compile(r"; ([\d,]+) events in")
 PEAK = re.compile(r"peak RSS (\d+) MB")
 
 
@@ -77,19 +70,10 @@ def generate_uniswap(node: Anvil, rounds: int) -> dict[str, int]:
 
 
 def run_once(chain: Path, workers: int, admin_url: str, rpc_url: str) -> dict[str, float]:
-    url = asyncio.run(fresh_database(admin_url, prefix="bench"))
-    env = dict(os.environ, DATABASE_URL=url, ANVIL_RPC_URL=rpc_url, INDEXER_METRICS_PORT="0")
-    cmd = [sys.executable, "-m", "indexer", "run", "--chain", str(chain), "--once",
-           "--workers", str(workers)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
-    wall = time.perf_counter() - t0
-    asyncio.run(drop_database(admin_url, url))
-    if proc.returncode != 0:
-        raise SystemExit(f"indexer failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    events = sum(int(m.replace(",", "")) for m in EVENTS.findall(proc.stderr))
+    stderr, wall = timed_run(chain, rpc_url, admin_url, ["--workers", str(workers)])
+    events = events_in(stderr)
     stages = [0.0, 0.0, 0.0]
-    for m in STAGE.findall(proc.stderr):
+    for m in STAGE.findall(stderr):
         for i in range(3):
             stages[i] += float(m[i])
     return {
@@ -97,7 +81,7 @@ def run_once(chain: Path, workers: int, admin_url: str, rpc_url: str) -> dict[st
         "events": events,
         "seconds": round(wall, 2),
         "events_per_second": round(events / wall),
-        "peak_rss_mb": max((int(m) for m in PEAK.findall(proc.stderr)), default=0),
+        "peak_rss_mb": max((int(m) for m in PEAK.findall(stderr)), default=0),
         "fetch_s": round(stages[0], 1),
         "decode_s": round(stages[1], 1),
         "write_s": round(stages[2], 1),

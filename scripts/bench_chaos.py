@@ -11,42 +11,23 @@ several blocks with more than ``--max-logs`` logs (Infura's shape, with its rang
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
-import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from scripts.benchlib import events_in, timed_run  # noqa: E402
 from tests.support.chaos import Chaos, ChaosProxy  # noqa: E402
 from tests.support.cli import write_chain  # noqa: E402
 from tests.support.contracts import Deployer  # noqa: E402
-from tests.support.services import (  # noqa: E402
-    Anvil,
-    database_url_for_tests,
-    drop_database,
-    fresh_database,
-)
+from tests.support.services import Anvil, database_url_for_tests  # noqa: E402
 from tests.support.traffic import bulk_transfers  # noqa: E402
-
-EVENTS = re.compile(r"; ([\d,]+) events in")
 
 
 def run(chain: Path, rpc_url: str, admin: str) -> tuple[int, float]:
-    url = asyncio.run(fresh_database(admin, prefix="benchchaos"))
-    env = dict(os.environ, DATABASE_URL=url, ANVIL_RPC_URL=rpc_url, INDEXER_METRICS_PORT="0")
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "indexer", "run", "--chain", str(chain),
-                           "--once"], env=env, capture_output=True, text=True, cwd=REPO)
-    wall = time.perf_counter() - t0
-    asyncio.run(drop_database(admin, url))
-    if proc.returncode != 0:
-        raise SystemExit(f"indexer failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return sum(int(m.replace(",", "")) for m in EVENTS.findall(proc.stderr)), wall
+    stderr, wall = timed_run(chain, rpc_url, admin)
+    return events_in(stderr), wall
 
 
 def main() -> int:

@@ -15,9 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import os
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,19 +22,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from scripts.benchlib import events_in, timed_run  # noqa: E402
 from tests.support.cli import write_chain  # noqa: E402
 from tests.support.contracts import Deployer  # noqa: E402
 from tests.support.services import (  # noqa: E402
     Anvil,
     database_url_for_tests,
-    drop_database,
     free_port,
-    fresh_database,
     redis_url_for_tests,
 )
 from tests.support.traffic import bulk_transfers  # noqa: E402
-
-EVENTS = re.compile(r"; ([\d,]+) events in")
 
 
 def _proxy(upstream: str, port: int, latency: float) -> None:
@@ -68,18 +62,9 @@ def _proxy(upstream: str, port: int, latency: float) -> None:
 
 def run(chain: Path, rpc_url: str, admin: str, redis_url: str, workers: int,
         extra: list[str]) -> tuple[int, float]:
-    url = asyncio.run(fresh_database(admin, prefix="benchscale"))
-    env = dict(os.environ, DATABASE_URL=url, ANVIL_RPC_URL=rpc_url, INDEXER_METRICS_PORT="0",
-               REDIS_URL=redis_url)
-    cmd = [sys.executable, "-m", "indexer", "run", "--chain", str(chain), "--once",
-           "--workers", str(workers), *extra]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
-    wall = time.perf_counter() - t0
-    asyncio.run(drop_database(admin, url))
-    if proc.returncode != 0:
-        raise SystemExit(f"indexer failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return sum(int(m.replace(",", "")) for m in EVENTS.findall(proc.stderr)), wall
+    stderr, wall = timed_run(chain, rpc_url, admin, ["--workers", str(workers), *extra],
+                             {"REDIS_URL": redis_url})
+    return events_in(stderr), wall
 
 
 def main() -> int:
