@@ -46,6 +46,7 @@ from indexer.config_values import (
     parse_positive_number,
     parse_str,
     parse_url,
+    parse_ws_url,
 )
 from indexer.naming import snake_case
 
@@ -96,13 +97,24 @@ class ChainConfig:
     contracts: tuple[ContractConfig, ...]
     source: Path  # the chain file this was loaded from
     extra: dict[str, Any] = field(default_factory=dict)
+    poll_interval: float | None = None  # head polling of the live tail; None: derived
+    ws_url: str | None = None  # websocket endpoint for eth_subscribe newHeads (optional)
+
+    @property
+    def live_poll_interval(self) -> float:
+        """How often the live tail asks for the head: the file's ``poll_interval``, else a
+        tenth of the block time, at most 1 s and at least 20 ms."""
+        if self.poll_interval is not None:
+            return self.poll_interval
+        return max(0.02, min(1.0, self.block_time / 10))
 
 
 DEFAULT_GET_LOGS_MAX_RANGE = 2000
 DEFAULT_PARTITION_BLOCKS = 1_000_000
 
-_TOP_KEYS = ("name", "chain_id", "rpc", "block_time", "finality_depth", "start_block",
-             "get_logs_max_range", "partition_blocks", "contracts")
+_TOP_KEYS = ("name", "chain_id", "rpc", "ws_url", "block_time", "finality_depth",
+             "poll_interval", "start_block", "get_logs_max_range", "partition_blocks",
+             "contracts")
 _RPC_KEYS = ("url", "max_requests_per_second", "max_batch_size")
 _CONTRACT_KEYS = ("name", "abi", "address", "factory", "start_block", "events")
 _FACTORY_KEYS = ("contract", "event", "parameter")
@@ -286,6 +298,8 @@ def _read_chain(r: _Reader, tree: Any) -> ChainConfig | None:
                                  default=DEFAULT_GET_LOGS_MAX_RANGE),
         partition_blocks=r.get(top, "partition_blocks", "", parse_positive_int,
                                default=DEFAULT_PARTITION_BLOCKS),
+        poll_interval=r.get(top, "poll_interval", "", parse_duration, default=None),
+        ws_url=r.get(top, "ws_url", "", parse_ws_url, default=None),
     )
     drafts = _read_contracts(r, top, start_block or 0)
     if r.lines:

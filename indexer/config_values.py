@@ -220,6 +220,14 @@ def parse_url(value: Any) -> str:
     return value.strip()
 
 
+def parse_ws_url(value: Any) -> str:
+    """A websocket (ws:// or wss://) URL."""
+    url = parse_url(value)
+    if urlsplit(url).scheme.lower() not in ("ws", "wss"):
+        raise Bad("expected a websocket URL (ws:// or wss://) for eth_subscribe newHeads")
+    return url
+
+
 _HEX40 = re.compile(r"0x[0-9a-fA-F]{40}")
 
 

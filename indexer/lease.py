@@ -27,6 +27,13 @@ from indexer.types import BlockRange
 
 DEFAULT_TTL = 30.0  # seconds; heartbeats renew every TTL / 3
 DONE_TTL = 15.0  # seconds a released range stays marked done, while workers refresh their plans
+LIVE_GROUP = "live"  # the group of the live follower's leadership lease (one block: 0)
+LIVE_TTL = 6.0  # a short TTL: another process takes the live tail over within seconds
+
+
+def ttl_of(group: str, ttl: float) -> float:
+    """The TTL of a lease of ``group`` on a board whose TTL is ``ttl``."""
+    return min(ttl, LIVE_TTL) if group == LIVE_GROUP else ttl
 
 
 class LeaseLost(Exception):
@@ -143,14 +150,15 @@ class MemoryLeaseBoard:
         fence = self._fence.get(chain, 0) + 1
         self._fence[chain] = fence
         token = new_token()
-        entries[token] = _Entry(got.start, got.end, token, fence, worker, self.clock() + self.ttl)
+        entries[token] = _Entry(got.start, got.end, token, fence, worker,
+                                self.clock() + ttl_of(group, self.ttl))
         return Lease(chain, group, got, token, fence, worker)
 
     async def extend(self, lease: Lease) -> None:
         entry = self._live(lease.chain, lease.group).get(lease.token)
         if entry is None or entry.done:
             raise LeaseLost(f"lease on {lease.group} {lease.range} of {lease.chain} is lost")
-        entry.expires = self.clock() + self.ttl
+        entry.expires = self.clock() + ttl_of(lease.group, self.ttl)
 
     async def release(self, lease: Lease, done: bool) -> None:
         entries = self._live(lease.chain, lease.group)
@@ -344,7 +352,7 @@ class RedisLeaseBoard:
             return None
         token = new_token()
         worker = _clean(worker)
-        args: list[object] = [self.ttl_ms, max(1, size), worker, token]
+        args: list[object] = [self._ttl_ms(group), max(1, size), worker, token]
         for c in candidates:
             args += [c.start, c.end]
         args.append(group)
@@ -359,9 +367,12 @@ class RedisLeaseBoard:
 
     async def extend(self, lease: Lease) -> None:
         ok = await self._extend(keys=[self.keys.leases(lease.chain, lease.group)],
-                                args=[lease.token, self.ttl_ms])
+                                args=[lease.token, self._ttl_ms(lease.group)])
         if not ok:
             raise LeaseLost(f"lease on {lease.group} {lease.range} of {lease.chain} is lost")
+
+    def _ttl_ms(self, group: str) -> int:
+        return int(ttl_of(group, self.ttl_ms / 1000) * 1000)
 
     async def release(self, lease: Lease, done: bool) -> None:
         await self._release(keys=[self.keys.leases(lease.chain, lease.group)],

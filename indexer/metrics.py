@@ -88,6 +88,18 @@ REORGS = Counter(
 REORG_DEPTH = Gauge(
     "indexer_reorg_depth_blocks", "Depth of the last reorg.", ["chain"], registry=REGISTRY
 )
+DEEP_REORGS = Counter(
+    "indexer_deep_reorgs_total",
+    "Reorgs deeper than the chain's finality_depth (blocks taken as final were replaced).",
+    ["chain"],
+    registry=REGISTRY,
+)
+LIVE_LEADER = Gauge(
+    "indexer_live_leader",
+    "1 while this process follows the chain's head (holds the live tail's leadership).",
+    ["chain"],
+    registry=REGISTRY,
+)
 
 RPC_RANGE_SIZE = Gauge(
     "indexer_rpc_range_size_blocks",

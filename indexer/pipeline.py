@@ -50,6 +50,9 @@ class UnitResult:
     failures: int
     fetch_seconds: float = 0.0
     decode_seconds: float = 0.0
+    # Canonical headers the logs were checked against: every block holding a log, and the last
+    # block of the unit (none when nothing was fetched).
+    headers: Mapping[int, BlockHeader] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -127,7 +130,8 @@ class ChainPipeline:
         if result.failures:
             report_failures(self.chain.name, result)
         return UnitResult(
-            unit, result.rows, children, len(logs), len(result.failures), t1 - t0, t2 - t1
+            unit, result.rows, children, len(logs), len(result.failures), t1 - t0, t2 - t1,
+            answer.headers,
         )
 
     def _after_creation(self, logs: list[RawLog], unit: Unit) -> list[RawLog]:

@@ -18,12 +18,14 @@ import asyncpg
 from indexer import faults, metrics
 from indexer.claims import BOARD_ERRORS, Claims
 from indexer.lease import DEFAULT_TTL, LeaseBoard, LeaseLost
+from indexer.live import LiveFollower, follower_for
 from indexer.pipeline import ChainPipeline, UnitResult
 from indexer.plan import Unit, merge, next_size, todo, watermark
 from indexer.rpc.client import RpcClient
 from indexer.rpc.errors import AnswerTooLarge, RpcError
-from indexer.sink.postgres import Database, RangeConflict
-from indexer.types import BlockRange
+from indexer.sink.postgres import Database, RangeConflict, StaleBranch
+from indexer.sink.reorgs import reorg_epoch
+from indexer.types import BlockHeader, BlockRange
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,9 @@ class ChainRunner:
         self.lag_seconds: int | None = None
         self.last_commit: float | None = None
         self.commits = 0
+        self.epoch = 0  # reorg epoch of the chain as last read: backfill commits carry it
+        self.dirty = False  # a reorg repair changed what is done: plan again
+        self.live: LiveFollower | None = None
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -129,6 +134,7 @@ class ChainRunner:
         if not self.opt.shared:  # alone: tidy the records of earlier runs before planning
             await self.db.compact_ranges(c.chain_id)
         self.done = await self.db.done_ranges(c.chain_id)
+        self.epoch = await reorg_epoch(self.db, c.chain_id)
         await self.board.raise_fence(c.name, await self.db.max_fence(c.chain_id))
         for name in {s.name for s in self.p.sources if s.factory is not None}:
             self.p.children[name] = await self.db.children(c.chain_id, name)
@@ -142,12 +148,21 @@ class ChainRunner:
     async def run(self) -> Progress:
         await self.prepare()
         helpers = [asyncio.create_task(self._watch()), asyncio.create_task(self._keep())]
+        main = asyncio.create_task(self._loop())
+        if not self.opt.once and self.opt.until is None:
+            self.live = follower_for(self, self.opt.worker)
+        tail = asyncio.create_task(self.live.run()) if self.live is not None else None
         try:
-            return await self._loop()
+            if tail is not None:
+                await asyncio.wait({main, tail}, return_when=asyncio.FIRST_COMPLETED)
+                if tail.done():
+                    tail.result()  # the live tail failed for good: so does the run
+            return await main
         finally:
-            for t in helpers:
+            for t in (*helpers, main, *([tail] if tail else [])):
                 t.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            await asyncio.gather(*helpers, main, *([tail] if tail else []),
+                                 return_exceptions=True)
 
     async def _loop(self) -> Progress:
         first = True
@@ -158,6 +173,7 @@ class ChainRunner:
                 return self.progress
             if self.opt.shared:
                 await self._reload()
+            self.dirty = False
             self._plan(target)
             await self._drain()
             if self.opt.once or (self.opt.until is not None and target >= self.opt.until):
@@ -168,7 +184,7 @@ class ChainRunner:
         while True:
             safe = await self._poll_head() - self.chain.finality_depth
             target = safe if self.opt.until is None else min(safe, self.opt.until)
-            if not wait or target > self.progress.target:
+            if not wait or target > self.progress.target or self.dirty:
                 self.progress.target = target
                 return target
             if self.opt.shared and time.monotonic() - self.planned_at > self.opt.refresh_interval:
@@ -246,6 +262,7 @@ class ChainRunner:
 
     async def _reload(self) -> None:
         """What every worker committed: only Postgres knows."""
+        self.epoch = await reorg_epoch(self.db, self.chain.chain_id)
         self.done = await self.db.done_ranges(self.chain.chain_id)
         for name in {s.name for s in self.p.sources if s.factory is not None}:
             self.p.children[name] = await self.db.children(self.chain.chain_id, name)
@@ -272,6 +289,9 @@ class ChainRunner:
                 )
                 for t in finished:
                     t.result()
+                if self.dirty:
+                    self.dirty = False
+                    self._plan(self.progress.target)
                 if self.opt.shared and time.monotonic() - self.planned_at > self.opt.refresh_interval:
                     await self._refresh()
         finally:
@@ -352,19 +372,26 @@ class ChainRunner:
 
     async def _attempt(self, unit: Unit) -> bool:
         """Fetch, decode and commit ``unit``; False when another writer had committed it."""
+        epoch = self.epoch  # a repair after this point makes the commit refuse these rows
         result = await self.p.process(self.rpc, unit)
         self.held[unit] = result.logs
         await faults.point("before_commit")
         lease = await self.claims.confirm(unit)
+        # The last block's hash, kept as a checkpoint: a later reorg this deep is still found.
+        tip = result.headers.get(unit.range.end) if unit.factory is None else None
         t0 = time.perf_counter()
         try:
             await self.db.commit(
                 self.chain.chain_id, unit.range, unit.sources, result.rows,
                 self.p.columns, self.chain.partition_blocks,
                 children=result.children, worker=self.opt.worker, fence=lease.fence,
+                blocks=[(tip, True)] if tip is not None else (), epoch=epoch,
             )
-        except RangeConflict as e:
-            log.warning("%s: %s (another writer did it; skipping)", self.chain.name, e)
+        except StaleBranch as e:
+            log.info("%s: %s", self.chain.name, e)
+            return False
+        except RangeConflict as e:  # a race with another worker or the live tail: no harm
+            log.info("%s: %s (another writer did it; skipping)", self.chain.name, e)
             return False
         self._committed(result, time.perf_counter() - t0)
         self.failures = 0
@@ -409,6 +436,42 @@ class ChainRunner:
         metrics.BACKLOG_RANGES.labels(**self.labels).set(self._backlog())
         if self.on_progress is not None:
             self.on_progress(pr)
+
+    # -- the live tail's hooks (indexer.live.Host) ------------------------------------------------
+
+    def on_head(self, head: BlockHeader) -> None:
+        self.head_time = head.timestamp
+        self.head_polled_at = time.monotonic()
+        self._head(head.number, head.number - self.chain.finality_depth)
+        metrics.HEAD_AGE_SECONDS.labels(**self.labels).set(max(0.0, time.time() - head.timestamp))
+
+    def on_live_commit(self, rng: BlockRange, results: list[UnitResult]) -> None:
+        pr = self.progress
+        for r in results:
+            for s in r.unit.sources:
+                self.done[s] = merge([*self.done.get(s, []), rng])
+            for table, rows in r.rows.items():
+                if rows:
+                    pr.events += len(rows)
+                    pr.tables[table] = pr.tables.get(table, 0) + len(rows)
+                    metrics.EVENTS_WRITTEN.labels(chain=self.chain.name, table=table).inc(len(rows))
+        pr.blocks += len(rng)
+        metrics.BLOCKS_INDEXED.labels(**self.labels).inc(len(rng))
+        self._watermark()
+        self.last_commit = time.time()
+        metrics.LAST_COMMIT_TIMESTAMP.labels(**self.labels).set(self.last_commit)
+        if self.on_progress is not None:
+            self.on_progress(pr)
+
+    async def on_repair(self, fork: int) -> None:
+        """Rows above ``fork`` were deleted: learn what is done now and plan again."""
+        await self._reload()
+        self.dirty = True
+        self._watermark()
+        self.changed.set()
+
+    async def reload(self) -> None:
+        await self._reload()
 
     def _watermark(self) -> None:
         mark = watermark(self.p.sources, self.done)

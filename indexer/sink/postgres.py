@@ -23,7 +23,7 @@ import orjson
 
 from indexer import faults
 from indexer.sink import schema as ddl
-from indexer.types import BlockRange
+from indexer.types import BlockHeader, BlockRange
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,19 @@ class SinkError(Exception):
 
 class RangeConflict(Exception):
     """Another writer already committed (part of) this range; this commit was rolled back."""
+
+
+class StaleBranch(RangeConflict):
+    """The rows were fetched from a branch the chain has left: a repair (reorg) ran since the
+    fetch, or a stored block hash differs (``number``: that block). Rolled back."""
+
+    def __init__(self, message: str, number: int | None = None) -> None:
+        super().__init__(message)
+        self.number = number
+
+
+class Fenced(Exception):
+    """A newer live follower has written: this one lost its leadership and must stop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +179,7 @@ class Database:
                     n = await conn.fetchval(f"SELECT count(*) FROM {ddl.qualified(self.schema, part)}")
                     await conn.execute(f"DROP TABLE {ddl.qualified(self.schema, part)}")
                     deleted[name] = n
-            for t in ("ranges", "contracts", "blocks", "chains"):
+            for t in ("ranges", "contracts", "blocks", "reorgs", "chains"):
                 status = await conn.execute(f"DELETE FROM indexer.{t} WHERE chain_id = $1", chain_id)
                 deleted[f"indexer.{t}"] = int(status.split()[-1])
         self._partitions = {p for p in self._partitions if f"_c{chain_id}_" not in p}
@@ -297,11 +310,20 @@ class Database:
         children: Sequence[Child] = (),
         worker: str | None = None,
         fence: int | None = None,
+        blocks: Sequence[tuple[BlockHeader, bool]] = (),
+        epoch: int | None = None,
+        live_fence: int | None = None,
     ) -> None:
         """Write ``rows`` (table -> records) and record ``rng`` done for ``sources``, atomically.
 
         ``rng`` must lie inside one block partition. Raises RangeConflict when any of it is
-        already recorded for one of the sources (nothing is written then)."""
+        already recorded for one of the sources (nothing is written then).
+
+        ``blocks`` are (header, kept for good) rows for ``indexer.blocks``, marked live when
+        ``live_fence`` is given (the commit of a live follower, refused with Fenced when a newer
+        follower has written). StaleBranch is raised when one of them is stored already with
+        another hash, or when ``epoch`` (the reorg epoch read before fetching) is no longer the
+        chain's."""
         index = rng.start // span
         if rng.end // span != index:
             raise ValueError(f"range {rng} crosses a partition boundary of span {span}")
@@ -331,6 +353,14 @@ class Database:
                         )
                     await faults.point("after_copy")
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", chain_lock_key(chain_id))
+                    if live_fence is not None:
+                        await _take_live_fence(conn, chain_id, live_fence)
+                    if epoch is not None:
+                        now = await conn.fetchval(
+                            "SELECT reorg_epoch FROM indexer.chains WHERE chain_id = $1", chain_id)
+                        if now != epoch:
+                            raise StaleBranch(f"chain {chain_id}: blocks {rng} were fetched "
+                                              f"before a reorg repair; fetching them again")
                     clash = await conn.fetchrow(
                         "SELECT source, from_block, to_block FROM indexer.ranges"
                         " WHERE chain_id = $1 AND source = ANY($2::text[])"
@@ -349,6 +379,8 @@ class Database:
                         " FROM unnest($2::text[]) AS s",
                         chain_id, list(sources), rng.start, rng.end, events, worker, fence,
                     )
+                    if blocks:
+                        await _store_blocks(conn, chain_id, blocks, live=live_fence is not None)
             except asyncpg.UniqueViolationError as e:
                 raise RangeConflict(f"chain {chain_id}: rows of {rng} already present: {e}") from e
 
@@ -370,6 +402,44 @@ class Database:
                 chain_id,
             )
         return counts
+
+
+async def _take_live_fence(conn: asyncpg.Connection, chain_id: int, fence: int) -> None:
+    """Record ``fence`` as the live follower's, unless a newer follower has written."""
+    status = await conn.execute(
+        "UPDATE indexer.chains SET live_fence = $2 WHERE chain_id = $1 AND live_fence <= $2",
+        chain_id, fence,
+    )
+    if status.endswith(" 0"):
+        raise Fenced(f"chain {chain_id}: a newer live follower (fence above {fence}) has written")
+
+
+async def _store_blocks(
+    conn: asyncpg.Connection, chain_id: int, blocks: Sequence[tuple[BlockHeader, bool]], live: bool
+) -> None:
+    """Insert block rows; a block stored already with another hash means a branch changed
+    under us (StaleBranch), the same hash is kept as it is."""
+    numbers = [h.number for h, _ in blocks]
+    stored = await conn.fetch(
+        "SELECT number, hash FROM indexer.blocks WHERE chain_id = $1 AND number = ANY($2::bigint[])",
+        chain_id, numbers,
+    )
+    ours = {h.number: h.hash for h, _ in blocks}
+    for r in stored:
+        if bytes(r["hash"]) != ours[r["number"]]:
+            raise StaleBranch(f"chain {chain_id}: block {r['number']} is stored with hash "
+                              f"0x{bytes(r['hash']).hex()} but was fetched as "
+                              f"0x{ours[r['number']].hex()}", r["number"])
+    await conn.execute(
+        "INSERT INTO indexer.blocks (chain_id, number, hash, parent_hash, timestamp, live,"
+        " checkpoint) SELECT $1, n, h, p, to_timestamp(t), $7, c"
+        " FROM unnest($2::bigint[], $3::bytea[], $4::bytea[], $5::bigint[], $6::bool[])"
+        " AS b(n, h, p, t, c)"
+        " ON CONFLICT (chain_id, number) DO UPDATE SET live = indexer.blocks.live OR $7,"
+        " checkpoint = indexer.blocks.checkpoint OR EXCLUDED.checkpoint",
+        chain_id, numbers, [h.hash for h, _ in blocks], [h.parent_hash for h, _ in blocks],
+        [h.timestamp for h, _ in blocks], [c for _, c in blocks], live,
+    )
 
 
 def _json_columns(t: EventTable) -> str:

@@ -1,0 +1,506 @@
+"""The live tail of one chain: index the blocks above the safe head as they appear, and keep
+the tables equal to the canonical chain through reorgs.
+
+One follower per chain leads at a time (a lease of group ``live`` on the lease board, with a
+short TTL, and a fence recorded in Postgres so that a follower that lost its lease can neither
+commit nor delete). The leader:
+
+- polls the head every ``poll_interval`` (or is woken by a websocket newHeads subscription);
+- fetches the new blocks, checks that their headers link to each other and to the stored block
+  below them, and that every log came from those very headers;
+- commits the rows, the range records and the block rows (``indexer.blocks``) in one transaction;
+- on a broken link, walks the stored hashes down to the highest block the node agrees with
+  (the fork point) and deletes everything above it in one transaction, then goes on from there.
+
+Backfill indexes up to the safe head and skips what is recorded done, so the two meet without
+any hand-over state: whatever the follower leaves out (a source starting inside a span, children
+of a factory still being backfilled) is picked up by the backfill once it sinks below the safe head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Protocol, TextIO
+
+from indexer import metrics
+from indexer.claims import BOARD_ERRORS, pieces
+from indexer.config import ChainConfig
+from indexer.lease import LIVE_GROUP, LIVE_TTL, Lease, LeaseBoard, LeaseLost
+from indexer.pipeline import ChainPipeline, UnitResult
+from indexer.plan import Unit
+from indexer.reorg import first_unlinked, fork_point, live_holes, live_units, next_span
+from indexer.rpc.client import RpcClient
+from indexer.rpc.errors import RpcError
+from indexer.sink.postgres import Database, Fenced, RangeConflict, StaleBranch
+from indexer.sink.reorgs import Repair, prune_blocks, rollback, stored_blocks
+from indexer.types import BlockHeader, BlockRange
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_EVERY = 1000  # every such block of the live tail stays in indexer.blocks for good
+MAX_SPAN = 32  # blocks fetched and committed together while catching up
+PAGE = 64  # stored blocks compared per request while looking for the fork point
+PRUNE_EVERY = 256  # commits between prunes of indexer.blocks
+COMPACT_EVERY = 500  # commits between merges of range records
+
+
+class Host(Protocol):
+    """What the follower needs from the chain's runner (same process)."""
+
+    chain: ChainConfig
+    p: ChainPipeline
+    db: Database
+    rpc: RpcClient
+    board: LeaseBoard
+    done: dict[str, list[BlockRange]]
+
+    def on_head(self, head: BlockHeader) -> None: ...
+
+    def on_live_commit(self, rng: BlockRange, results: Sequence[UnitResult]) -> None: ...
+
+    async def on_repair(self, fork: int) -> None: ...
+
+    async def reload(self) -> None: ...
+
+
+class BranchMoved(Exception):  # noqa: N818 - a signal: the fetched blocks changed under us
+    """Headers and logs of one step did not come from one branch: ask again."""
+
+
+class LiveFollower:
+    def __init__(self, host: Host, worker: str, *, retain: int | None = None,
+                 trace: str | None = None, wake: asyncio.Event | None = None) -> None:
+        self.host = host
+        self.chain = host.chain
+        self.worker = worker
+        self.interval = self.chain.live_poll_interval
+        self.depth = self.chain.finality_depth
+        # Window blocks kept in indexer.blocks below the tip (checkpoints are kept for good).
+        self.retain = retain if retain is not None else max(4 * self.depth, 256)
+        self.labels = {"chain": self.chain.name}
+        self.tip: BlockHeader | None = None
+        self.recent: dict[int, BlockHeader] = {}
+        self.seen: dict[int, float] = {}  # block -> when the follower first learned of it
+        self.lower_since: float | None = None
+        self.commits = 0
+        self.wake = wake or asyncio.Event()
+        self.leading = False
+        self._trace: TextIO | None = None
+        trace = trace if trace is not None else os.environ.get("INDEXER_LIVE_TRACE")
+        if trace:
+            self._trace = open(trace, "a", buffering=1)  # noqa: SIM115 - lives with the follower
+
+    # -- leadership ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            while True:
+                lease = await self._lead()
+                await self._while_leading(lease)
+                await asyncio.sleep(self.interval)
+        finally:
+            if self._trace is not None:
+                self._trace.close()
+
+    async def _lead(self) -> Lease:
+        """Wait until this process holds the chain's live lease."""
+        waiting = False
+        while True:
+            try:
+                lease = await self.host.board.claim(
+                    self.chain.name, LIVE_GROUP, [BlockRange(0, 0)], 1, self.worker)
+            except BOARD_ERRORS as e:
+                log.warning("%s: live tail: lease board unreachable: %s", self.chain.name, e)
+                lease = None
+            if lease is not None:
+                return lease
+            if not waiting:
+                log.info("%s: live tail: another process follows the head; standing by",
+                         self.chain.name)
+                waiting = True
+            await asyncio.sleep(LIVE_TTL / 3)
+
+    async def _while_leading(self, lease: Lease) -> None:
+        log.info("%s: live tail: following the head (poll every %.0f ms, fence %d)",
+                 self.chain.name, self.interval * 1000, lease.fence)
+        self.leading = True
+        metrics.LIVE_LEADER.labels(**self.labels).set(1)
+        follow = asyncio.create_task(self._follow(lease.fence))
+        keep = asyncio.create_task(self._keep(lease))
+        try:
+            finished, _ = await asyncio.wait({follow, keep}, return_when=asyncio.FIRST_COMPLETED)
+            for t in finished:
+                t.result()
+        except (LeaseLost, Fenced) as e:
+            log.warning("%s: live tail: leadership lost (%s); standing by", self.chain.name, e)
+        finally:
+            self.leading = False
+            metrics.LIVE_LEADER.labels(**self.labels).set(0)
+            for t in (follow, keep):
+                t.cancel()
+            await asyncio.gather(follow, keep, return_exceptions=True)
+            with contextlib.suppress(LeaseLost, *BOARD_ERRORS):
+                await self.host.board.release(lease, done=False)
+
+    async def _keep(self, lease: Lease) -> None:
+        renewed = time.monotonic()
+        while True:
+            await asyncio.sleep(LIVE_TTL / 3)
+            try:
+                await self.host.board.extend(lease)
+                renewed = time.monotonic()
+            except BOARD_ERRORS as e:
+                if time.monotonic() - renewed > LIVE_TTL * 0.8:
+                    raise LeaseLost(f"lease board unreachable for {LIVE_TTL * 0.8:.0f}s: {e}") from e
+
+    # -- following ------------------------------------------------------------------------------
+
+    async def _follow(self, fence: int) -> None:
+        await self._load()
+        failures = 0
+        checked = False
+        while True:
+            started = time.monotonic()
+            try:
+                if not checked:  # a reorg while nobody followed: compare the stored tip first
+                    await self._check_tip(fence)
+                    checked = True
+                caught_up = await self._tick(fence)
+                failures = 0
+            except BranchMoved as e:
+                log.info("%s: live tail: %s; asking again", self.chain.name, e)
+                continue
+            except StaleBranch as e:
+                # A stored block differs from what was just fetched: undo from that block.
+                log.warning("%s: live tail: %s", self.chain.name, e)
+                if e.number is not None:
+                    await self._undo(e.number - 1, None, fence, None, "stored block differs")
+                checked = False
+                continue
+            except RangeConflict as e:  # the backfill committed some of these blocks first
+                log.debug("%s: live tail: %s; re-reading what is done", self.chain.name, e)
+                await self.host.reload()
+                continue
+            except (RpcError, OSError, TimeoutError) as e:
+                if isinstance(e, RpcError) and not e.retryable:
+                    raise
+                failures += 1
+                delay = min(10.0, 0.25 * 2 ** min(failures, 6))
+                log.warning("%s: live tail: %s; retrying in %.1fs", self.chain.name, e, delay)
+                await asyncio.sleep(delay)
+                continue
+            if caught_up:
+                await self._pause(self.interval - (time.monotonic() - started))
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep until the next poll, or until a websocket newHeads wakes the follower."""
+        if seconds <= 0:
+            return
+        self.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), seconds)
+
+    async def _load(self) -> None:
+        page = await stored_blocks(self.host.db, self.chain.chain_id, live=True,
+                                   limit=self.retain)
+        self.recent = {h.number: h for h in page}
+        self.tip = page[0] if page else None
+
+    async def _tick(self, fence: int) -> bool:
+        """One look at the head and the work it calls for; True when caught up with it."""
+        head = await self.host.rpc.get_header("latest")
+        now = time.time()
+        if head is None:
+            return True
+        self.host.on_head(head)
+        tip = self.tip
+        for n in range(max(head.number - MAX_SPAN * 4, (tip.number + 1) if tip else 0),
+                       head.number + 1):
+            self.seen.setdefault(n, now)
+        if tip is not None and head.number <= tip.number:
+            await self._at_or_below(head, fence)
+        else:
+            self.lower_since = None
+            span = next_span(tip.number if tip else None, head.number - self.depth,
+                             head.number, most=MAX_SPAN, partition=self.chain.partition_blocks,
+                             reach=self.retain)
+            if span is not None:
+                await self._step(span, head, fence)
+                if span.end < head.number:
+                    return False
+        if self.tip is not None and self.tip.number == head.number:
+            await self._fill(head, fence)
+        return True
+
+    async def _fill(self, head: BlockHeader, fence: int) -> None:
+        """Index what was left out of blocks already followed (see ``live_holes``), checking
+        the answers against the stored hashes of those blocks."""
+        assert self.tip is not None
+        lo = max(0, head.number - self.depth + 1)
+        if lo > self.tip.number:
+            return
+        p = self.host.p
+        for u in live_holes(p.sources, self.host.done, BlockRange(lo, self.tip.number)):
+            for piece in pieces(u.range, self.chain.partition_blocks):
+                unit = Unit(piece, u.sources, u.factory)
+                r = await p.process(self.host.rpc, unit)
+                for n, h in r.headers.items():
+                    mine = self.recent.get(n)
+                    if mine is not None and mine.hash != h.hash:
+                        raise StaleBranch(f"block {n} was followed as 0x{mine.hash.hex()} but "
+                                          f"now reads 0x{h.hash.hex()}")
+                await self.host.db.commit(
+                    self.chain.chain_id, piece, unit.sources, r.rows, p.columns,
+                    self.chain.partition_blocks, children=r.children,
+                    worker=f"live:{self.worker}", fence=fence, live_fence=fence,
+                )
+                p.remember(r.children)
+                self.host.on_live_commit(piece, [r])
+
+    async def _at_or_below(self, head: BlockHeader, fence: int) -> None:
+        """The head is not above the tip: nothing new, a reorg, or a node behind us."""
+        assert self.tip is not None
+        mine = self.recent.get(head.number)
+        if mine is None:  # only sparse checkpoints this low: compare what is stored
+            await self._check_tip(fence, head)
+            return
+        if mine.hash != head.hash:
+            await self._repair(head, fence)
+            return
+        if head.number == self.tip.number:
+            return
+        # The node is behind the tip but on our chain: a node syncing or lagging (never a
+        # reason to delete), or a chain that really got shorter. Only when that lasts, the node
+        # says it is not syncing and the difference is within the finality depth, are the blocks
+        # above its head taken as gone.
+        now = time.monotonic()
+        if self.lower_since is None:
+            self.lower_since = now
+            log.info("%s: live tail: the node's head %d is below the indexed tip %d; waiting",
+                     self.chain.name, head.number, self.tip.number)
+            return
+        settle = max(5.0, 5 * self.chain.block_time)
+        if (now - self.lower_since > settle and self.tip.number - head.number <= self.depth
+                and not await self._syncing()):
+            log.warning("%s: live tail: the chain stayed at %d (below the indexed tip %d) for "
+                        "%.0fs and the node is not syncing: blocks above it are gone",
+                        self.chain.name, head.number, self.tip.number, settle)
+            await self._undo(head.number, head, fence, head, "the chain got shorter")
+            self.lower_since = None
+
+    async def _step(self, span: BlockRange, head: BlockHeader, fence: int) -> None:
+        """Fetch, check and commit ``span``."""
+        p = self.host.p
+        prev = self.recent.get(span.start - 1)  # the live tail's own block, if it is there
+        units = live_units(p.sources, self.host.done, span)
+        known = {span.end: head} if span.end == head.number else {}
+        needed = [n for n in range(span.start, span.end + 1) if n not in known]
+        fetch = [p.process(self.host.rpc, u) for u in units]
+        got = await asyncio.gather(self.host.rpc.get_headers(needed), *fetch)
+        headers = {**known, **got[0]}
+        results: list[UnitResult] = list(got[1:])
+        found = [c for r in results for c in r.children]
+        if found and any(u.factory is not None for u in units):
+            # Children announced inside the span: fetch their factories' children again.
+            p.remember(found)
+            again = [i for i, u in enumerate(units) if u.factory is not None]
+            redone = await asyncio.gather(*(p.process(self.host.rpc, units[i]) for i in again))
+            for i, r in zip(again, redone, strict=True):
+                results[i] = r
+        chain = [headers[n] for n in range(span.start, span.end + 1)]
+        for r in results:
+            for n, h in r.headers.items():
+                if n in span and headers[n].hash != h.hash:
+                    raise BranchMoved(f"block {n} changed between the header and the logs")
+        bad = first_unlinked(prev, chain)
+        if bad == 0:
+            await self._repair(head, fence)
+            return
+        if bad is not None:
+            raise BranchMoved(f"block {chain[bad].number} does not link to block {chain[bad].number - 1}")
+        if prev is None and self.tip is not None:
+            before = self.tip
+            await self._check_tip(fence, head)  # nothing stored right below: check the tip
+            if self.tip is not before:
+                return
+        await self._commit(span, chain, units, results, fence)
+
+    async def _commit(self, span: BlockRange, chain: Sequence[BlockHeader], units: Sequence,
+                      results: Sequence[UnitResult], fence: int) -> None:
+        rows: dict[str, list[tuple]] = {}
+        for r in results:
+            for table, recs in r.rows.items():
+                rows.setdefault(table, []).extend(recs)
+        sources = sorted({s for u in units for s in u.sources})
+        children = [c for r in results for c in r.children]
+        await self.host.db.commit(
+            self.chain.chain_id, span, sources, rows, self.host.p.columns,
+            self.chain.partition_blocks, children=children, worker=f"live:{self.worker}",
+            fence=fence, blocks=[(h, h.number % CHECKPOINT_EVERY == 0) for h in chain],
+            live_fence=fence,
+        )
+        committed = time.time()
+        self.host.p.remember(children)
+        self.tip = chain[-1]
+        for h in chain:
+            self.recent[h.number] = h
+        logs = {}
+        for r in results:
+            for table_rows in r.rows.values():
+                for rec in table_rows:
+                    logs[rec[1]] = logs.get(rec[1], 0) + 1
+        for h in chain:
+            seen = self.seen.pop(h.number, committed)
+            metrics.BLOCK_COMMIT_LATENCY.labels(**self.labels).observe(max(0.0, committed - seen))
+            if self._trace is not None:
+                self._trace.write(f"{h.number},0x{h.hash.hex()},{seen:.6f},{committed:.6f},"
+                                  f"{logs.get(h.number, 0)}\n")
+        self.host.on_live_commit(span, results)
+        self.commits += 1
+        if self.commits % PRUNE_EVERY == 0:
+            await self._prune()
+        if self.commits % COMPACT_EVERY == 0:
+            await self.host.db.compact_ranges(self.chain.chain_id)
+
+    async def _prune(self) -> None:
+        assert self.tip is not None
+        floor = self.tip.number - self.retain
+        pruned = await prune_blocks(self.host.db, self.chain.chain_id, floor)
+        self.recent = {n: h for n, h in self.recent.items() if n >= floor}
+        self.seen = {n: t for n, t in self.seen.items() if n > self.tip.number - MAX_SPAN * 4}
+        log.debug("%s: live tail: pruned %d block rows below %d", self.chain.name, pruned, floor)
+
+    async def _check_tip(self, fence: int, head: BlockHeader | None = None) -> None:
+        """Compare the live tail's own highest block at or below the head with the node's."""
+        if self.tip is None:
+            return
+        head = head or await self.host.rpc.get_header("latest")
+        if head is None:
+            return
+        n = min(self.tip.number, head.number)
+        mine = self.recent.get(n)
+        if mine is None:
+            page = await stored_blocks(self.host.db, self.chain.chain_id, live=True,
+                                       below=n + 1, limit=1)
+            if not page:
+                return
+            mine = page[0]
+        theirs = head if mine.number == head.number else \
+            (await self.host.rpc.get_headers([mine.number]))[mine.number]
+        if theirs.hash != mine.hash:
+            await self._repair(head, fence)
+
+    # -- reorgs ---------------------------------------------------------------------------------
+
+    async def _syncing(self) -> bool:
+        try:
+            return bool(await self.host.rpc.call("eth_syncing", []))
+        except RpcError:
+            return False
+
+    async def _fork(self, head: BlockHeader) -> tuple[BlockHeader | None, bool]:
+        """The highest stored block the node agrees with, and whether any stored block could be
+        compared at all (the node has blocks that high). The live tail's own blocks (a linked
+        chain) are walked down from its tip first; below them, the backfill's checkpoints."""
+        top = min(self.tip.number if self.tip else head.number, head.number) + 1
+        compared = False
+        lowest = top
+        for live in (True, False):
+            below: int | None = top if live else lowest
+            seen: list[BlockHeader] = []
+            remote: dict[int, bytes] = {}
+            extra = 0  # checkpoints: one more page under a match, for old-branch ones below it
+            while True:
+                page = await stored_blocks(self.host.db, self.chain.chain_id, live=live,
+                                           below=below, limit=PAGE)
+                if not page:
+                    break
+                compared = True
+                got = await self.host.rpc.get_headers([h.number for h in page])
+                remote.update({n: h.hash for n, h in got.items()})
+                seen += page
+                below = lowest = page[-1].number
+                at = fork_point(seen, remote)
+                if at is not None:
+                    if live or extra:
+                        return next(h for h in seen if h.number == at), True
+                    extra += 1
+            at = fork_point(seen, remote)
+            if at is not None:
+                return next(h for h in seen if h.number == at), True
+        return None, compared
+
+    async def _repair(self, head: BlockHeader, fence: int) -> None:
+        """A stored block differs from the node's: find the fork point and undo above it."""
+        if await self._syncing():
+            log.warning("%s: live tail: stored blocks differ from a node that is still syncing; "
+                        "not repairing until it has synced", self.chain.name)
+            return
+        fork, compared = await self._fork(head)
+        if not compared:
+            return  # the node is behind everything stored: nothing to judge by
+        old_tip = self.tip.number if self.tip else head.number
+        if fork is None or old_tip - fork.number > self.depth:
+            # Deeper than finality: ask once more after a moment before undoing final blocks,
+            # so one bad answer of a lagging or flapping node cannot cause it.
+            await asyncio.sleep(min(2.0, self.chain.block_time))
+            again, _ = await self._fork(head)
+            if (again.number if again else None) != (fork.number if fork else None):
+                log.warning("%s: live tail: fork point moved from %s to %s on a second look; "
+                            "looking again", self.chain.name, fork.number if fork else "none",
+                            again.number if again else "none")
+                return
+        keep = fork.number if fork is not None else \
+            min(s.start_block for s in self.host.p.sources) - 1
+        why = "reorg" if fork is not None else "reorg (no stored block agrees with the node)"
+        await self._undo(keep, fork, fence, head, why)
+
+    async def _undo(self, keep: int, fork: BlockHeader | None, fence: int,
+                    head: BlockHeader | None, why: str) -> None:
+        """Delete everything above block ``keep`` (``fork``: its header when known) and go on
+        from there."""
+        head = head or await self.host.rpc.get_header("latest")
+        old = self.tip
+        old_tip = old.number if old else keep
+        depth = max(0, old_tip - keep)
+        deep = depth > self.depth
+        theirs = None
+        if old is not None and head is not None and old.number <= head.number:
+            with contextlib.suppress(RpcError):
+                theirs = (await self.host.rpc.get_headers([old.number]))[old.number].hash
+        repair = Repair(keep, old_tip, head.number if head else old_tip, deep,
+                        old.hash if old else None, theirs)
+        deleted = await rollback(self.host.db, self.chain.chain_id, repair, fence)
+        rows = sum(n for t, n in deleted.items() if not t.startswith("indexer."))
+        metrics.REORGS.labels(**self.labels).inc()
+        metrics.REORG_DEPTH.labels(**self.labels).set(depth)
+        detail = (f"{self.chain.name}: {why}: blocks {keep + 1}-{old_tip} replaced (depth {depth}); "
+                  f"deleted {rows} rows, {deleted.get('indexer.contracts', 0)} discovered "
+                  f"contracts; re-indexing from block {keep + 1}")
+        if deep:
+            metrics.DEEP_REORGS.labels(**self.labels).inc()
+            log.error("DEEP REORG %s: deeper than finality_depth %d: rows the indexer took as "
+                      "final were replaced; repaired", detail, self.depth)
+        else:
+            log.warning("%s", detail)
+        self.recent = {n: h for n, h in self.recent.items() if n <= keep}
+        self.tip = self.recent[max(self.recent)] if self.recent else None
+        if self.tip is None and fork is not None:
+            self.tip = fork
+        for known in self.host.p.children.values():
+            for addr in [a for a, b in known.items() if b > keep]:
+                del known[addr]
+        await self.host.on_repair(keep)
+
+
+def follower_for(host: Host, worker: str, wake: asyncio.Event | None = None) -> LiveFollower | None:
+    """The chain's follower, or None when the chain takes every block as final."""
+    if host.chain.finality_depth <= 0:
+        return None
+    return LiveFollower(host, worker, wake=wake)
+
