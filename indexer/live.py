@@ -27,6 +27,8 @@ import time
 from collections.abc import Sequence
 from typing import Protocol, TextIO
 
+import asyncpg
+
 from indexer import metrics
 from indexer.claims import BOARD_ERRORS, pieces
 from indexer.config import ChainConfig
@@ -36,7 +38,7 @@ from indexer.plan import Unit
 from indexer.reorg import first_unlinked, fork_point, live_holes, live_units, next_span
 from indexer.rpc.client import RpcClient
 from indexer.rpc.errors import RpcError
-from indexer.sink.postgres import Database, Fenced, RangeConflict, StaleBranch
+from indexer.sink.postgres import TRANSIENT_DB, Database, Fenced, RangeConflict, StaleBranch
 from indexer.sink.reorgs import Repair, prune_blocks, rollback, stored_blocks
 from indexer.types import BlockHeader, BlockRange
 
@@ -90,6 +92,7 @@ class LiveFollower:
         self.commits = 0
         self.wake = wake or asyncio.Event()
         self.leading = False
+        self.conn: asyncpg.Connection | None = None  # held while leading: no pool round trips
         self._trace: TextIO | None = None
         trace = trace if trace is not None else os.environ.get("INDEXER_LIVE_TRACE")
         if trace:
@@ -144,6 +147,7 @@ class LiveFollower:
             for t in (follow, keep):
                 t.cancel()
             await asyncio.gather(follow, keep, return_exceptions=True)
+            await self._drop_connection()
             with contextlib.suppress(LeaseLost, *BOARD_ERRORS):
                 await self.host.board.release(lease, done=False)
 
@@ -186,9 +190,10 @@ class LiveFollower:
                 log.debug("%s: live tail: %s; re-reading what is done", self.chain.name, e)
                 await self.host.reload()
                 continue
-            except (RpcError, OSError, TimeoutError) as e:
+            except (RpcError, OSError, TimeoutError, *TRANSIENT_DB) as e:
                 if isinstance(e, RpcError) and not e.retryable:
                     raise
+                await self._drop_connection()
                 failures += 1
                 delay = min(10.0, 0.25 * 2 ** min(failures, 6))
                 log.warning("%s: live tail: %s; retrying in %.1fs", self.chain.name, e, delay)
@@ -196,6 +201,17 @@ class LiveFollower:
                 continue
             if caught_up:
                 await self._pause(self.interval - (time.monotonic() - started))
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self.conn is None:
+            self.conn = await self.host.db.pool.acquire()
+        return self.conn
+
+    async def _drop_connection(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await self.host.db.pool.release(conn)
 
     async def _pause(self, seconds: float) -> None:
         """Sleep until the next poll, or until a websocket newHeads wakes the follower."""
@@ -258,6 +274,7 @@ class LiveFollower:
                     self.chain.chain_id, piece, unit.sources, r.rows, p.columns,
                     self.chain.partition_blocks, children=r.children,
                     worker=f"live:{self.worker}", fence=fence, live_fence=fence,
+                    conn=await self._connection(),
                 )
                 p.remember(r.children)
                 self.host.on_live_commit(piece, [r])
@@ -300,18 +317,16 @@ class LiveFollower:
         units = live_units(p.sources, self.host.done, span)
         known = {span.end: head} if span.end == head.number else {}
         needed = [n for n in range(span.start, span.end + 1) if n not in known]
-        fetch = [p.process(self.host.rpc, u) for u in units]
-        got = await asyncio.gather(self.host.rpc.get_headers(needed), *fetch)
-        headers = {**known, **got[0]}
-        results: list[UnitResult] = list(got[1:])
-        found = [c for r in results for c in r.children]
-        if found and any(u.factory is not None for u in units):
-            # Children announced inside the span: fetch their factories' children again.
-            p.remember(found)
-            again = [i for i, u in enumerate(units) if u.factory is not None]
-            redone = await asyncio.gather(*(p.process(self.host.rpc, units[i]) for i in again))
-            for i, r in zip(again, redone, strict=True):
-                results[i] = r
+        both = await asyncio.gather(
+            self.host.rpc.get_headers(needed),
+            p.process_together(self.host.rpc, units) if units else _nothing(span))
+        headers = {**known, **both[0]}
+        result = both[1]
+        if result.children and any(u.factory is not None for u in units):
+            # Children announced inside the span: ask again with them known.
+            p.remember(result.children)
+            result = await p.process_together(self.host.rpc, units)
+        results = [result]
         chain = [headers[n] for n in range(span.start, span.end + 1)]
         for r in results:
             for n, h in r.headers.items():
@@ -342,7 +357,7 @@ class LiveFollower:
             self.chain.chain_id, span, sources, rows, self.host.p.columns,
             self.chain.partition_blocks, children=children, worker=f"live:{self.worker}",
             fence=fence, blocks=[(h, h.number % CHECKPOINT_EVERY == 0) for h in chain],
-            live_fence=fence,
+            live_fence=fence, conn=await self._connection(),
         )
         committed = time.time()
         self.host.p.remember(children)
@@ -496,6 +511,10 @@ class LiveFollower:
             for addr in [a for a, b in known.items() if b > keep]:
                 del known[addr]
         await self.host.on_repair(keep)
+
+
+async def _nothing(span: BlockRange) -> UnitResult:
+    return UnitResult(Unit(span, ()), {}, [], 0, 0)
 
 
 def follower_for(host: Host, worker: str, wake: asyncio.Event | None = None) -> LiveFollower | None:

@@ -134,6 +134,39 @@ class ChainPipeline:
             answer.headers,
         )
 
+    async def process_together(self, rpc: RpcClient, units: Sequence[Unit]) -> UnitResult:
+        """Units over one same range (the live tail's new blocks: main sources and children)
+        fetched with a single eth_getLogs; one result for all their sources."""
+        rng = units[0].range
+        contract_of: dict[str, tuple[str, ...]] = {}
+        topics: set[str] | None = set()
+        unfiltered = False
+        for u in units:
+            addresses, unit_topics, routes = self.filter_for(u)
+            for addr, names in routes.items():
+                contract_of[addr] = tuple(dict.fromkeys((*contract_of.get(addr, ()), *names)))
+            topics = None if topics is None or unit_topics is None else topics | set(unit_topics)
+            unfiltered = unfiltered or addresses is None
+        unit = Unit(rng, tuple(sorted({s for u in units for s in u.sources})))
+        if not contract_of:
+            return UnitResult(unit, {}, [], 0, 0)
+        addresses = None if unfiltered or len(contract_of) > MAX_FILTER_ADDRESSES \
+            else sorted(contract_of)
+        t0 = time.perf_counter()
+        answer = await rpc.get_logs_checked(rng, addresses, sorted(topics) if topics else None)
+        logs = answer.logs
+        children = tuple(s for u in units if u.factory is not None for s in u.sources)
+        if children:
+            logs = self._after_creation(logs, Unit(rng, children))
+        times = await block_times(rpc, logs, answer.headers)
+        t1 = time.perf_counter()
+        result = self.decoder.decode(logs, contract_of, times)
+        found = self.discover(result)
+        if result.failures:
+            report_failures(self.chain.name, result)
+        return UnitResult(unit, result.rows, found, len(logs), len(result.failures), t1 - t0,
+                          time.perf_counter() - t1, answer.headers)
+
     def _after_creation(self, logs: list[RawLog], unit: Unit) -> list[RawLog]:
         created: dict[str, int] = {}
         for name in unit.sources:

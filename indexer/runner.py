@@ -13,8 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import asyncpg
-
 from indexer import faults, metrics
 from indexer.claims import BOARD_ERRORS, Claims
 from indexer.lease import DEFAULT_TTL, LeaseBoard, LeaseLost
@@ -23,7 +21,7 @@ from indexer.pipeline import ChainPipeline, UnitResult
 from indexer.plan import Unit, merge, next_size, todo, watermark
 from indexer.rpc.client import RpcClient
 from indexer.rpc.errors import AnswerTooLarge, RpcError
-from indexer.sink.postgres import Database, RangeConflict, StaleBranch
+from indexer.sink.postgres import TRANSIENT_DB, Database, RangeConflict, StaleBranch
 from indexer.sink.reorgs import reorg_epoch
 from indexer.types import BlockHeader, BlockRange
 
@@ -35,9 +33,7 @@ COMPACT_EVERY = 500  # commits between merges of adjacent range records
 # Failures a unit is retried on after the RPC client's own retries: the RPC or the database
 # went away for a while, or Postgres chose this transaction as a deadlock victim. Nothing of
 # the unit was committed, so redoing it is safe.
-TRANSIENT = (RpcError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-             asyncpg.CannotConnectNowError, asyncpg.DeadlockDetectedError,
-             asyncpg.SerializationError, OSError)
+TRANSIENT = (RpcError, *TRANSIENT_DB, OSError)
 
 
 @dataclass(frozen=True, slots=True)

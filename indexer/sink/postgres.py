@@ -12,9 +12,10 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,14 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "schema"
 _MIGRATION_LOCK = 0x1D3E_0001
 _DDL_LOCK = 0x1D3E_0002
+
+
+# Errors of a database that went away for a while or chose this transaction as a deadlock
+# victim: nothing of the transaction was committed, so it can be done again.
+TRANSIENT_DB: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+    asyncpg.DeadlockDetectedError, asyncpg.SerializationError,
+)
 
 
 class SinkError(Exception):
@@ -313,6 +322,7 @@ class Database:
         blocks: Sequence[tuple[BlockHeader, bool]] = (),
         epoch: int | None = None,
         live_fence: int | None = None,
+        conn: asyncpg.Connection | None = None,
     ) -> None:
         """Write ``rows`` (table -> records) and record ``rng`` done for ``sources``, atomically.
 
@@ -323,14 +333,14 @@ class Database:
         ``live_fence`` is given (the commit of a live follower, refused with Fenced when a newer
         follower has written). StaleBranch is raised when one of them is stored already with
         another hash, or when ``epoch`` (the reorg epoch read before fetching) is no longer the
-        chain's."""
+        chain's. ``conn``: a connection of the caller's to use instead of one of the pool."""
         index = rng.start // span
         if rng.end // span != index:
             raise ValueError(f"range {rng} crosses a partition boundary of span {span}")
         tables = sorted(t for t, recs in rows.items() if recs)  # one lock order for all writers
         await self.ensure_partitions(chain_id, tables, rng, span)
         events = sum(len(rows[t]) for t in tables)
-        async with self.pool.acquire() as conn:
+        async with self._connection(conn) as conn:
             try:
                 async with conn.transaction():
                     for t in tables:
@@ -353,36 +363,36 @@ class Database:
                         )
                     await faults.point("after_copy")
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", chain_lock_key(chain_id))
-                    if live_fence is not None:
-                        await _take_live_fence(conn, chain_id, live_fence)
-                    if epoch is not None:
-                        now = await conn.fetchval(
-                            "SELECT reorg_epoch FROM indexer.chains WHERE chain_id = $1", chain_id)
-                        if now != epoch:
-                            raise StaleBranch(f"chain {chain_id}: blocks {rng} were fetched "
-                                              f"before a reorg repair; fetching them again")
-                    clash = await conn.fetchrow(
-                        "SELECT source, from_block, to_block FROM indexer.ranges"
-                        " WHERE chain_id = $1 AND source = ANY($2::text[])"
-                        " AND from_block <= $4 AND to_block >= $3 LIMIT 1",
-                        chain_id, list(sources), rng.start, rng.end,
+                    # One statement under the lock (its snapshot sees every commit before):
+                    # the fence, the epoch, the overlap check and the record.
+                    r = await conn.fetchrow(
+                        _RECORD, chain_id, list(sources), rng.start, rng.end, events, worker,
+                        fence, live_fence, epoch,
                     )
-                    if clash is not None:
+                    if live_fence is not None and not r["fenced"]:
+                        raise Fenced(f"chain {chain_id}: a newer live follower (fence above "
+                                     f"{live_fence}) has written")
+                    if epoch is not None and r["epoch"] != epoch:
+                        raise StaleBranch(f"chain {chain_id}: blocks {rng} were fetched "
+                                          f"before a reorg repair; fetching them again")
+                    if r["source"] is not None:
                         raise RangeConflict(
-                            f"chain {chain_id}: {clash['source']} "
-                            f"{clash['from_block']}-{clash['to_block']} already done; "
-                            f"refusing to commit {rng} again"
+                            f"chain {chain_id}: {r['source']} {r['from_block']}-{r['to_block']} "
+                            f"already done; refusing to commit {rng} again"
                         )
-                    await conn.execute(
-                        "INSERT INTO indexer.ranges (chain_id, source, from_block, to_block,"
-                        " events, worker, fence) SELECT $1, s, $3, $4, $5, $6, $7"
-                        " FROM unnest($2::text[]) AS s",
-                        chain_id, list(sources), rng.start, rng.end, events, worker, fence,
-                    )
                     if blocks:
                         await _store_blocks(conn, chain_id, blocks, live=live_fence is not None)
+
             except asyncpg.UniqueViolationError as e:
                 raise RangeConflict(f"chain {chain_id}: rows of {rng} already present: {e}") from e
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, conn: asyncpg.Connection | None) -> AsyncIterator[asyncpg.Connection]:
+        if conn is not None:
+            yield conn
+        else:
+            async with self.pool.acquire() as pooled:
+                yield pooled
 
     # -- status -----------------------------------------------------------------------------
 
@@ -404,14 +414,29 @@ class Database:
         return counts
 
 
-async def _take_live_fence(conn: asyncpg.Connection, chain_id: int, fence: int) -> None:
-    """Record ``fence`` as the live follower's, unless a newer follower has written."""
-    status = await conn.execute(
-        "UPDATE indexer.chains SET live_fence = $2 WHERE chain_id = $1 AND live_fence <= $2",
-        chain_id, fence,
-    )
-    if status.endswith(" 0"):
-        raise Fenced(f"chain {chain_id}: a newer live follower (fence above {fence}) has written")
+_RECORD = """
+WITH fence AS (
+    UPDATE indexer.chains SET live_fence = $8
+    WHERE chain_id = $1 AND $8::bigint IS NOT NULL AND live_fence <= $8 RETURNING 1
+), clash AS (
+    SELECT source, from_block, to_block FROM indexer.ranges
+    WHERE chain_id = $1 AND source = ANY($2::text[]) AND from_block <= $4 AND to_block >= $3
+    LIMIT 1
+), go AS (
+    SELECT ($8::bigint IS NULL OR EXISTS (SELECT 1 FROM fence))
+       AND ($9::bigint IS NULL
+            OR $9 = (SELECT reorg_epoch FROM indexer.chains WHERE chain_id = $1))
+       AND NOT EXISTS (SELECT 1 FROM clash) AS ok
+), record AS (
+    INSERT INTO indexer.ranges (chain_id, source, from_block, to_block, events, worker, fence)
+    SELECT $1, s, $3, $4, $5, $6, $7 FROM unnest($2::text[]) AS s WHERE (SELECT ok FROM go)
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM fence) AS fenced,
+       (SELECT reorg_epoch FROM indexer.chains WHERE chain_id = $1) AS epoch,
+       c.source, c.from_block, c.to_block, (SELECT count(*) FROM record) AS recorded
+FROM (SELECT 1) AS one LEFT JOIN clash AS c ON true
+"""
 
 
 async def _store_blocks(
@@ -420,26 +445,26 @@ async def _store_blocks(
     """Insert block rows; a block stored already with another hash means a branch changed
     under us (StaleBranch), the same hash is kept as it is."""
     numbers = [h.number for h, _ in blocks]
-    stored = await conn.fetch(
-        "SELECT number, hash FROM indexer.blocks WHERE chain_id = $1 AND number = ANY($2::bigint[])",
-        chain_id, numbers,
-    )
-    ours = {h.number: h.hash for h, _ in blocks}
-    for r in stored:
-        if bytes(r["hash"]) != ours[r["number"]]:
-            raise StaleBranch(f"chain {chain_id}: block {r['number']} is stored with hash "
-                              f"0x{bytes(r['hash']).hex()} but was fetched as "
-                              f"0x{ours[r['number']].hex()}", r["number"])
-    await conn.execute(
+    # A row stored with the same hash is kept (and marked); one with another hash is left
+    # alone by the WHERE, so it is missing from the rows returned.
+    written = await conn.fetch(
         "INSERT INTO indexer.blocks (chain_id, number, hash, parent_hash, timestamp, live,"
         " checkpoint) SELECT $1, n, h, p, to_timestamp(t), $7, c"
         " FROM unnest($2::bigint[], $3::bytea[], $4::bytea[], $5::bigint[], $6::bool[])"
         " AS b(n, h, p, t, c)"
         " ON CONFLICT (chain_id, number) DO UPDATE SET live = indexer.blocks.live OR $7,"
-        " checkpoint = indexer.blocks.checkpoint OR EXCLUDED.checkpoint",
+        " checkpoint = indexer.blocks.checkpoint OR EXCLUDED.checkpoint"
+        " WHERE indexer.blocks.hash = EXCLUDED.hash RETURNING number",
         chain_id, numbers, [h.hash for h, _ in blocks], [h.parent_hash for h, _ in blocks],
         [h.timestamp for h, _ in blocks], [c for _, c in blocks], live,
     )
+    if len(written) != len(numbers):
+        n = min(set(numbers) - {r["number"] for r in written})
+        stored = await conn.fetchval(
+            "SELECT hash FROM indexer.blocks WHERE chain_id = $1 AND number = $2", chain_id, n)
+        ours = next(h.hash for h, _ in blocks if h.number == n)
+        raise StaleBranch(f"chain {chain_id}: block {n} is stored with hash "
+                          f"0x{bytes(stored).hex()} but was fetched as 0x{ours.hex()}", n)
 
 
 def _json_columns(t: EventTable) -> str:
