@@ -38,6 +38,7 @@ from indexer.plan import Unit
 from indexer.reorg import first_unlinked, fork_point, live_holes, live_units, next_span
 from indexer.rpc.client import RpcClient
 from indexer.rpc.errors import RpcError
+from indexer.rpc.heads import HeadSubscription
 from indexer.sink.postgres import TRANSIENT_DB, Database, Fenced, RangeConflict, StaleBranch
 from indexer.sink.reorgs import Repair, prune_blocks, rollback, stored_blocks
 from indexer.types import BlockHeader, BlockRange
@@ -91,6 +92,10 @@ class LiveFollower:
         self.lower_since: float | None = None
         self.commits = 0
         self.wake = wake or asyncio.Event()
+        self.heads: HeadSubscription | None = None
+        if self.chain.ws_url:
+            self.heads = HeadSubscription(self.chain.ws_url, self.chain.name, self.wake,
+                                          stale_after=max(3.0, 3 * self.chain.block_time))
         self.leading = False
         self.conn: asyncpg.Connection | None = None  # held while leading: no pool round trips
         self._trace: TextIO | None = None
@@ -135,6 +140,7 @@ class LiveFollower:
         metrics.LIVE_LEADER.labels(**self.labels).set(1)
         follow = asyncio.create_task(self._follow(lease.fence))
         keep = asyncio.create_task(self._keep(lease))
+        heads = asyncio.create_task(self.heads.run()) if self.heads is not None else None
         try:
             finished, _ = await asyncio.wait({follow, keep}, return_when=asyncio.FIRST_COMPLETED)
             for t in finished:
@@ -144,9 +150,11 @@ class LiveFollower:
         finally:
             self.leading = False
             metrics.LIVE_LEADER.labels(**self.labels).set(0)
-            for t in (follow, keep):
-                t.cancel()
-            await asyncio.gather(follow, keep, return_exceptions=True)
+            for t in (follow, keep, heads):
+                if t is not None:
+                    t.cancel()
+            await asyncio.gather(follow, keep, *([heads] if heads else []),
+                                 return_exceptions=True)
             await self._drop_connection()
             with contextlib.suppress(LeaseLost, *BOARD_ERRORS):
                 await self.host.board.release(lease, done=False)
@@ -170,6 +178,7 @@ class LiveFollower:
         checked = False
         while True:
             started = time.monotonic()
+            self.wake.clear()  # a head announced from here on ends the next pause early
             try:
                 if not checked:  # a reorg while nobody followed: compare the stored tip first
                     await self._check_tip(fence)
@@ -214,10 +223,13 @@ class LiveFollower:
                 await self.host.db.pool.release(conn)
 
     async def _pause(self, seconds: float) -> None:
-        """Sleep until the next poll, or until a websocket newHeads wakes the follower."""
+        """Sleep until the next poll, or until a websocket newHeads wakes the follower. While
+        the subscription delivers, polling is only a safety net (every 2 block times, at least
+        1 s); when it stalls, the normal interval is back."""
+        if self.heads is not None and self.heads.healthy:
+            seconds += max(1.0, 2 * self.chain.block_time) - self.interval
         if seconds <= 0:
             return
-        self.wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), seconds)
 
