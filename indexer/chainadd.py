@@ -97,6 +97,7 @@ class Probe:
     logs_refusal: dict[str, str] = field(default_factory=dict)  # label -> first refusal
     batch: dict[str, int | None] = field(default_factory=dict)  # label -> largest batch size
     ws: str | None = None  # outcome of the websocket check, None when not asked
+    ws_url: str | None = None  # the websocket endpoint, when newHeads works there
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +254,8 @@ async def probe_endpoints(urls: list[str], ws: str | None) -> Probe:
             probe.batch[r.label] = await _largest_batch(r)
     if ws is not None:
         probe.ws = await _probe_ws(ws, probe.chain_id)
+        if probe.ws.endswith("newHeads works"):
+            probe.ws_url = ws
     return probe
 
 
@@ -490,9 +493,13 @@ def render(c: Choice, urls: list[str], p: Probe) -> str:
             lines.append("    max_batch_size: 1           # it refused JSON-RPC batches")
         else:
             lines.append(f"    # batches of {batch} answered (the client's default size)")
-    if p.ws is not None:
-        lines.append(f"# websocket probe: {p.ws}. The indexer polls over HTTP; the file has no")
-        lines.append("# websocket key yet, so the endpoint is not written here.")
+    if p.ws_url is not None:
+        env = f"{c.name.upper()}_WS_URL"
+        value = f"${{{env}}}" if _looks_secret(p.ws_url) else f"${{{env}:-{p.ws_url}}}"
+        lines.append(f"ws_url: {value}".ljust(35) + " # eth_subscribe newHeads answered: wakes "
+                     "the live tail (polling stays the safety net)")
+    elif p.ws is not None:
+        lines.append(f"# websocket probe: {p.ws}; not used (the live tail polls over HTTP)")
     if p.finalized is not None or p.safe is not None:
         tags = ", ".join(t for t, v in (("finalized", p.finalized), ("safe", p.safe)) if v is not None)
         lines.append(f"# tags answered: {tags}")

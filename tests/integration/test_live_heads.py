@@ -18,7 +18,8 @@ from tests.support.contracts import Deployed
 
 
 class SilentHeads:
-    """A websocket endpoint that accepts eth_subscribe and then never sends a head."""
+    """A websocket endpoint that accepts eth_subscribe and then never sends a head (and
+    claims chain id 1)."""
 
     def __init__(self) -> None:
         self.connections = 0
@@ -34,6 +35,8 @@ class SilentHeads:
             data = msg.data if isinstance(msg.data, str) else bytes(msg.data).decode()
             if '"eth_subscribe"' in data:
                 self.subscribed += 1
+                await ws.send_str('{"jsonrpc":"2.0","id":1,"result":"0x1"}')
+            elif '"eth_chainId"' in data:  # another chain than anvil's
                 await ws.send_str('{"jsonrpc":"2.0","id":1,"result":"0x1"}')
         return ws
 
@@ -142,3 +145,29 @@ def test_live_tail_follows_with_a_websocket_and_falls_back_to_polling(
     assert "newHeads subscribed" in log, log[-2000:]
     if heads == "silent":
         assert silent.subscribed >= 1
+
+
+def test_chain_add_writes_a_websocket_that_answers_new_heads(deployed: Deployed, tmp_path: Path):
+    from indexer.config import load_chain
+    from tests.support.cli import indexer
+
+    ws = deployed.url.replace("http://", "ws://")
+    env = env_for(None, deployed.url)
+    res = indexer(["chain", "add", "devnet", "--rpc", deployed.url, "--ws", ws], env, cwd=tmp_path)
+    assert res.code == 0, res.err
+    chain = load_chain(tmp_path / "chains" / "devnet.yaml", env={})
+    assert chain.ws_url == ws
+    server = SilentHeads()  # a websocket of another chain is not written
+    loop = asyncio.new_event_loop()
+    silent_url = loop.run_until_complete(server.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        res = indexer(["chain", "add", "devnet2", "--rpc", deployed.url, "--ws", silent_url],
+                      env, cwd=tmp_path)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+    assert res.code == 0, res.err
+    assert "serves chain id 0x1" in res.out + res.err
+    assert load_chain(tmp_path / "chains" / "devnet2.yaml", env={}).ws_url is None
