@@ -236,6 +236,11 @@ class ChainRunner:
             "lag_seconds": self.lag_seconds,
             "backlog_ranges": self._backlog(),
             "workers": self.claims.workers_alive, "last_commit": self.last_commit,
+            "live": None if self.live is None else {
+                "leader": self.live.leading,
+                "tip": self.live.tip.number if self.live.tip else None,
+                "websocket": None if self.live.heads is None else self.live.heads.healthy,
+            },
         }
 
     def _head(self, head: int, safe: int) -> None:

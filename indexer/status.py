@@ -11,12 +11,13 @@ from typing import Any
 import orjson
 
 from indexer.config import ChainConfig, ConfigError, load_chain, resolve_chain
-from indexer.lease import LeaseBoard, RedisLeaseBoard
+from indexer.lease import LIVE_GROUP, LeaseBoard, RedisLeaseBoard
 from indexer.pipeline import build_pipeline
 from indexer.plan import covered_until, todo, watermark
 from indexer.rpc.client import RpcClient, endpoint_label
 from indexer.rpc.errors import RpcError
 from indexer.sink.postgres import Database
+from indexer.sink.reorgs import live_summary
 
 
 async def _head(chain: ChainConfig) -> int | None:
@@ -65,6 +66,7 @@ async def chain_status(
         "workers": workers,  # alive, from the lease board (None: no shared board)
         "leased": leased,
         "tables": counts,
+        "live": await live_summary(db, chain_id),
     }
 
 
@@ -105,19 +107,35 @@ async def status(chains: Sequence[str] | None, *, as_json: bool, url: str, schem
     if not rows:
         print("no chain indexed yet: run `indexer run --chain NAME`")
     for r in rows:
-        head = "unreachable" if r["head"] is None else f"{r['head']:,}"
-        lag = "-" if r["lag"] is None else f"{r['lag']:,} blocks"
-        print(f"{r['chain']} (chain id {r['chain_id']}): head {head}, indexed {r['indexed']:,}, "
-              f"lag {lag}, {r['ranges_done']:,} ranges done"
-              + ("" if r["pending"] is None else f", {r['pending']:,} units pending"))
-        if r["workers"] is not None:
-            print(f"  workers alive: {', '.join(r['workers']) or 'none'}")
-            for lease in r["leased"]:
-                print(f"  leased: {lease['group']} {lease['from']}-{lease['to']} "
-                      f"by {lease['worker']} (fence {lease['fence']})")
-        for table, n in r["tables"].items():
-            print(f"  {table}: {n:,} rows")
+        print_chain(r)
     return 0
+
+
+def print_chain(r: dict[str, Any]) -> None:
+    """The text form of one chain's status."""
+    head = "unreachable" if r["head"] is None else f"{r['head']:,}"
+    lag = "-" if r["lag"] is None else f"{r['lag']:,} blocks"
+    print(f"{r['chain']} (chain id {r['chain_id']}): head {head}, indexed {r['indexed']:,}, "
+          f"lag {lag}, {r['ranges_done']:,} ranges done"
+          + ("" if r["pending"] is None else f", {r['pending']:,} units pending"))
+    if r["workers"] is not None:
+        print(f"  workers alive: {', '.join(r['workers']) or 'none'}")
+        for lease in r["leased"]:
+            if lease["group"] == LIVE_GROUP:
+                print(f"  live tail led by {lease['worker']} (fence {lease['fence']})")
+                continue
+            print(f"  leased: {lease['group']} {lease['from']}-{lease['to']} "
+                  f"by {lease['worker']} (fence {lease['fence']})")
+    live = r["live"]
+    if live["tip"] is not None or live["reorgs"]:
+        last = live["last_reorg"]
+        print(f"  live tail: tip {live['tip'] if live['tip'] is not None else '-'}, "
+              f"{live['reorgs']} reorgs repaired ({live['deep_reorgs']} deeper than "
+              f"finality_depth)" + ("" if last is None else
+              f"; last at {last['at'][:19]}: depth {last['depth']}, fork at block "
+              f"{last['fork_block']}, {last['rows_deleted']} rows deleted"))
+    for table, n in r["tables"].items():
+        print(f"  {table}: {n:,} rows")
 
 
 async def check_chain(name_or_path: str) -> int:

@@ -99,3 +99,22 @@ async def prune_blocks(db: Database, chain_id: int, below: int) -> int:
         " AND NOT checkpoint",
         chain_id, below)
     return int(status.split()[-1])
+
+
+async def live_summary(db: Database, chain_id: int) -> dict[str, object]:
+    """What ``indexer status`` shows of the live tail: its tip and the reorgs repaired."""
+    tip = await db.pool.fetchval(
+        "SELECT max(number) FROM indexer.blocks WHERE chain_id = $1 AND live", chain_id)
+    count, deep = await db.pool.fetchrow(
+        "SELECT count(*), count(*) FILTER (WHERE deep) FROM indexer.reorgs WHERE chain_id = $1",
+        chain_id)
+    last = await db.pool.fetchrow(
+        "SELECT detected_at, fork_block, depth, deep, rows_deleted FROM indexer.reorgs"
+        " WHERE chain_id = $1 ORDER BY detected_at DESC LIMIT 1", chain_id)
+    return {
+        "tip": tip, "reorgs": count, "deep_reorgs": deep,
+        "last_reorg": None if last is None else {
+            "at": last["detected_at"].isoformat(), "fork_block": last["fork_block"],
+            "depth": last["depth"], "deep": last["deep"], "rows_deleted": last["rows_deleted"],
+        },
+    }
