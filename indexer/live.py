@@ -147,6 +147,10 @@ class LiveFollower:
                 t.result()
         except (LeaseLost, Fenced) as e:
             log.warning("%s: live tail: leadership lost (%s); standing by", self.chain.name, e)
+            if isinstance(e, Fenced):  # the board may have lost its counter (Redis flushed)
+                with contextlib.suppress(*BOARD_ERRORS, *TRANSIENT_DB):
+                    await self.host.board.raise_fence(
+                        self.chain.name, await self.host.db.max_fence(self.chain.chain_id))
         finally:
             self.leading = False
             metrics.LIVE_LEADER.labels(**self.labels).set(0)

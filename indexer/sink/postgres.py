@@ -291,9 +291,12 @@ class Database:
         return str(await self.pool.fetchval("SELECT value FROM indexer.meta WHERE key = 'instance_id'"))
 
     async def max_fence(self, chain_id: int) -> int:
-        """Highest fencing token recorded for the chain: a new lease board resumes above it."""
+        """Highest fencing token recorded for the chain (range records and the live tail's):
+        a new lease board resumes above it."""
         return int(await self.pool.fetchval(
-            "SELECT coalesce(max(fence), 0) FROM indexer.ranges WHERE chain_id = $1", chain_id
+            "SELECT greatest((SELECT coalesce(max(fence), 0) FROM indexer.ranges"
+            " WHERE chain_id = $1), (SELECT coalesce(max(live_fence), 0) FROM indexer.chains"
+            " WHERE chain_id = $1))", chain_id
         ))
 
     async def children(self, chain_id: int, contract: str) -> dict[str, int]:
