@@ -298,25 +298,24 @@ class LiveFollower:
     async def _at_or_below(self, head: BlockHeader, fence: int) -> None:
         """The head is not above the tip: nothing new, a reorg, or a node behind us."""
         assert self.tip is not None
+        now = time.monotonic()
+        if head.number < self.tip.number and self.lower_since is None:
+            self.lower_since = now
+            log.info("%s: live tail: the node's head %d is below the indexed tip %d; waiting",
+                     self.chain.name, head.number, self.tip.number)
         mine = self.recent.get(head.number)
-        if mine is None:  # only sparse checkpoints this low: compare what is stored
+        if mine is None:  # the live tail has no block that low: compare what is stored
             await self._check_tip(fence, head)
             return
         if mine.hash != head.hash:
             await self._repair(head, fence)
             return
-        if head.number == self.tip.number:
+        if head.number == self.tip.number or self.lower_since is None:
             return
         # The node is behind the tip but on our chain: a node syncing or lagging (never a
         # reason to delete), or a chain that really got shorter. Only when that lasts, the node
         # says it is not syncing and the difference is within the finality depth, are the blocks
         # above its head taken as gone.
-        now = time.monotonic()
-        if self.lower_since is None:
-            self.lower_since = now
-            log.info("%s: live tail: the node's head %d is below the indexed tip %d; waiting",
-                     self.chain.name, head.number, self.tip.number)
-            return
         settle = max(5.0, 5 * self.chain.block_time)
         if (now - self.lower_since > settle and self.tip.number - head.number <= self.depth
                 and not await self._syncing()):

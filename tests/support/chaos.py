@@ -26,7 +26,8 @@ Faults, chosen per HTTP request (``script`` first, in order; then at random with
 Standing conditions: ``latency`` seconds added to every request; ``max_logs``: an eth_getLogs
 over several blocks with more logs is refused (Infura's shape with a hint); ``max_range`` with
 ``shape``: every eth_getLogs over more blocks is refused in that provider's shape; ``lag``:
-eth_blockNumber, "latest" and headers pretend the head is ``lag`` blocks lower; ``dead``: the
+eth_blockNumber, "latest" and headers pretend the head is ``lag`` blocks lower; ``syncing``:
+eth_syncing says the node is still syncing; ``dead``: the
 port refuses connections (``kill()``/``revive()``).
 """
 
@@ -94,6 +95,7 @@ class Chaos:
     max_range: int | None = None
     shape: str = "infura"
     lag: int = 0
+    syncing: bool = False  # eth_syncing answers that the node is still syncing
     hold: float = 2.0  # seconds a "timeout" holds the request
     retry_after: str = "1"
 
@@ -267,6 +269,11 @@ class ChaosProxy:
         if c.lag:
             for call, reply in zip(calls, ordered, strict=True):
                 _lag(call, reply, head)
+        if c.syncing:
+            for call, reply in zip(calls, ordered, strict=True):
+                if call.get("method") == "eth_syncing":
+                    reply["result"] = {"startingBlock": "0x0", "currentBlock": hex(max(0, head)),
+                                       "highestBlock": hex(max(0, head + c.lag))}
         return ordered
 
     async def _head(self) -> int:
