@@ -1,0 +1,75 @@
+"""Two hosts follow one chain through Redis: one leads the live tail; when it dies (SIGKILL),
+the other takes over and the tables stay equal to the chain."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import asyncpg
+
+from tests.integration.test_end_to_end import compare
+from tests.support.cli import env_for, start_indexer, stop, wait_for, write_chain
+from tests.support.contracts import Deployed
+from tests.support.traffic import run_traffic
+
+LEADS = "live tail: following the head"
+
+
+async def _caught_up(url: str, head: dict) -> bool:
+    try:
+        conn = await asyncpg.connect(url)
+    except OSError:
+        return False
+    try:
+        stored = await conn.fetchval(
+            "SELECT hash FROM indexer.blocks WHERE chain_id = 31337 AND number = $1 AND live",
+            int(head["number"], 16))
+        reached = await conn.fetchval(
+            "SELECT min(m) FROM (SELECT max(to_block) AS m FROM indexer.ranges"
+            " WHERE chain_id = 31337 GROUP BY source) s")
+    except asyncpg.UndefinedTableError:
+        return False
+    finally:
+        await conn.close()
+    return (stored is not None and "0x" + bytes(stored).hex() == head["hash"]
+            and reached is not None and reached >= int(head["number"], 16))
+
+
+def caught_up(deployed: Deployed, url: str) -> bool:
+    return asyncio.run(_caught_up(url, deployed.rpc.call("eth_getBlockByNumber", "latest", False)))
+
+
+def test_the_other_host_takes_the_live_tail_over_when_the_leader_dies(
+    deployed: Deployed, database_url: str, redis_url: str, tmp_path: Path
+):
+    run_traffic(deployed, rounds=4, seed=31)
+    chain = write_chain(tmp_path / "anvil.yaml", finality_depth=3)
+    env = env_for(database_url, deployed.url, REDIS_URL=redis_url)
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    procs = [start_indexer(["run", "--chain", str(chain)], {**env, "INDEXER_WORKER": f"host-{i}"},
+                           log=log) for i, log in enumerate(logs)]
+    try:
+        def leaders() -> list[int]:
+            return [i for i, log in enumerate(logs) if log.exists() and LEADS in log.read_text()]
+
+        (leader,) = wait_for(leaders, timeout=60)
+        other = 1 - leader
+        wait_for(lambda: caught_up(deployed, database_url), timeout=60)
+        assert LEADS not in logs[other].read_text()  # one leader at a time
+        os.killpg(procs[leader].pid, signal.SIGKILL)
+        procs[leader].wait()
+        run_traffic(deployed, rounds=2, seed=32, prepare=False, sweep=False)
+        wait_for(lambda: LEADS in logs[other].read_text(), timeout=30)
+        wait_for(lambda: caught_up(deployed, database_url), timeout=60)
+        deployed.rpc.call("anvil_rollback", 2)  # the new leader repairs reorgs too
+        run_traffic(deployed, rounds=1, seed=33, prepare=False, sweep=False)
+        wait_for(lambda: caught_up(deployed, database_url), timeout=60)
+        assert "replaced (depth 2)" in logs[other].read_text()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                stop(p)
+    compare(deployed, database_url)
