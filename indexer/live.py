@@ -35,7 +35,14 @@ from indexer.config import ChainConfig
 from indexer.lease import LIVE_GROUP, LIVE_TTL, Lease, LeaseBoard, LeaseLost
 from indexer.pipeline import ChainPipeline, UnitResult
 from indexer.plan import Unit
-from indexer.reorg import first_unlinked, fork_point, live_holes, live_units, next_span
+from indexer.reorg import (
+    first_unlinked,
+    fork_point,
+    live_cut,
+    live_holes,
+    live_units,
+    next_span,
+)
 from indexer.rpc.client import RpcClient
 from indexer.rpc.errors import RpcError
 from indexer.rpc.heads import HeadSubscription
@@ -263,19 +270,20 @@ class LiveFollower:
                              reach=self.retain)
             if span is not None:
                 await self._step(span, head, fence)
-                if span.end < head.number:
+                if self.tip is None or self.tip.number < head.number:
                     return False
         if self.tip is not None and self.tip.number == head.number:
-            await self._fill(head, fence)
+            await self._fill(fence)
         return True
 
-    async def _fill(self, head: BlockHeader, fence: int) -> None:
-        """Index what was left out of blocks already followed (see ``live_holes``), checking
-        the answers against the stored hashes of those blocks."""
+    async def _fill(self, fence: int) -> None:
+        """Index what was left out of the blocks the live tail holds (see ``live_holes``):
+        children whose factory was still being backfilled, ranges a repair trimmed while the
+        backfill had them. The answers are checked against the stored hashes of those blocks."""
         assert self.tip is not None
-        lo = max(0, head.number - self.depth + 1)
-        if lo > self.tip.number:
+        if not self.recent:
             return
+        lo = max(min(self.recent), self.tip.number - self.retain + 1)
         p = self.host.p
         for u in live_holes(p.sources, self.host.done, BlockRange(lo, self.tip.number)):
             for piece in pieces(u.range, self.chain.partition_blocks):
@@ -329,6 +337,7 @@ class LiveFollower:
         """Fetch, check and commit ``span``."""
         p = self.host.p
         prev = self.recent.get(span.start - 1)  # the live tail's own block, if it is there
+        span = live_cut(p.sources, self.host.done, span)
         units = live_units(p.sources, self.host.done, span)
         known = {span.end: head} if span.end == head.number else {}
         needed = [n for n in range(span.start, span.end + 1) if n not in known]
@@ -463,6 +472,14 @@ class LiveFollower:
             at = fork_point(seen, remote)
             if at is not None:
                 return next(h for h in seen if h.number == at), True
+            if live and seen and 0 < seen[-1].number <= head.number + 1:
+                # The parent hash of the lowest live block is what the chain said the block
+                # under it was: when the node still says so, the fork is right there (the
+                # blocks under the live tail's first are the backfill's, taken as final).
+                under = seen[-1].number - 1
+                node = (await self.host.rpc.get_headers([under]))[under]
+                if node.hash == seen[-1].parent_hash:
+                    return BlockHeader(under, node.hash, node.parent_hash, node.timestamp), True
         return None, compared
 
     async def _repair(self, head: BlockHeader, fence: int) -> None:

@@ -103,3 +103,21 @@ def live_holes(sources: Sequence[Source], done: Mapping[str, Sequence[BlockRange
             u = Unit(BlockRange(u.range.start, min(u.range.end, reach)), u.sources, u.factory)
         units.append(u)
     return units
+
+
+def live_cut(sources: Sequence[Source], done: Mapping[str, Sequence[BlockRange]],
+             rng: BlockRange) -> BlockRange:
+    """The first part of ``rng`` over which every source is either wholly to do or wholly done
+    (and none starts inside), so that one unit set covers it: a source done over part of the
+    span (the backfill got there first, or a repair trimmed it) or starting inside it is then
+    taken from where its state changes, by the next span."""
+    end = rng.end
+    for s in sources:
+        if s.start_block > rng.start:
+            end = min(end, s.start_block - 1)
+            continue
+        left = subtract(BlockRange(rng.start, end), done.get(s.name, ()))
+        if not left:
+            continue
+        end = min(end, left[0].end if left[0].start == rng.start else left[0].start - 1)
+    return BlockRange(rng.start, end)

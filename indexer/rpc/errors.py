@@ -247,8 +247,10 @@ CATALOGUE: tuple[Entry, ...] = (
     Entry(RateLimited, "Infura -32005 without a known message", code=-32005),
     # -- the node lags behind the block asked for, or is briefly unable to serve.
     Entry(NodeBehind, "geth, Erigon, Nethermind, Avalanche, squid-style checks: 'header not "
-          "found', 'unknown block', 'after last accepted block', 'cannot query unfinalized data'",
-          _re(r"header not found|unknown block|block not found|blocks? specified in filter"
+          "found', 'unknown block', 'after last accepted block', 'cannot query unfinalized data';"
+          " anvil -32602 'block height is N but requested was M' (a block gone in a reorg)",
+          _re(r"block height is \d+ but requested was \d+"
+              r"|header not found|unknown block|block not found|blocks? specified in filter"
               r".*cannot be found|after last accepted block|cannot query unfinalized|block is out "
               r"of range|beyond (?:the )?current head|greater than (?:the )?(?:current|latest) "
               r"(?:head|block)|not yet (?:available|synced)|unfinalized data")),

@@ -62,6 +62,8 @@ RECORDED = [
     (200, -32000, "unknown block", NodeBehind, None),
     (200, -32000, "block not found", NodeBehind, None),
     (200, -32000, "requested to block 0x4fff after last accepted block 0x4ff0", NodeBehind, None),
+    (200, -32602, "BlockOutOfRangeError: block height is 119 but requested was 120", NodeBehind,
+     None),
     (200, -32601, "the method eth_getLogs does not exist/is not available", MethodUnsupported,
      None),
     (200, -32000, "method trace_block not supported", MethodUnsupported, None),
