@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from indexer.plan import Source, Unit
-from indexer.reorg import first_unlinked, fork_point, live_holes, live_units, next_span
+from indexer.reorg import first_unlinked, fork_point, live_cut, live_holes, live_units, next_span
 from indexer.types import BlockHeader, BlockRange
 
 
@@ -106,3 +106,17 @@ def test_live_holes_fill_children_left_out_up_to_where_the_factory_is_complete()
     assert Unit(BlockRange(100, 104), ("Pair",), "Factory") in holes
     assert Unit(BlockRange(105, 110), ("Factory",)) in holes
     assert live_holes(SOURCES[:3], {s.name: [BlockRange(0, 110)] for s in SOURCES}, BlockRange(100, 110)) == []
+
+
+def test_live_cut_ends_where_a_source_changes_state():
+    done = {"Token": [BlockRange(0, 99)], "Factory": [BlockRange(0, 103)], "Pair": [BlockRange(0, 99)]}
+    # Factory is done over 100-103 already: the span stops before its state changes...
+    assert live_cut(SOURCES[:3], done, BlockRange(100, 120)) == BlockRange(100, 103)
+    # ...and the next span starts where every source is to do.
+    assert live_cut(SOURCES[:3], done, BlockRange(104, 120)) == BlockRange(104, 120)
+    # A source done only in the middle of the span: up to the block before it.
+    done = {"Token": [BlockRange(0, 99), BlockRange(105, 106)]}
+    assert live_cut(SOURCES[:1], done, BlockRange(100, 120)) == BlockRange(100, 104)
+    # A source starting inside the span: cut before its first block.
+    assert live_cut(SOURCES, {}, BlockRange(490, 520)) == BlockRange(490, 499)
+    assert live_cut(SOURCES, {}, BlockRange(500, 520)) == BlockRange(500, 520)
