@@ -1,0 +1,302 @@
+"""Reorg soak: `indexer run` follows an anvil chain mining every second while traffic flows and
+random reorgs replace the top of the chain; at the end every table must equal the chain.
+
+    scripts/soak [--duration 300] [--finality-depth 5] [--deep] [--reorg-every 8] [--seed N]
+
+Starts anvil (--block-time 1), deploys the demo system (WETH9, Uniswap V2 factory, router and
+pairs, two ERC-20 tokens), writes a copy of chains/anvil.yaml with the finality depth and starts
+`indexer run` on it into a fresh database (admin URL: DATABASE_URL, else the test Postgres).
+Traffic rounds go on back to back; every --reorg-every seconds on average the top 1..depth
+blocks are replaced by a branch with other transactions, by one of anvil_reorg (same length or
+longer), anvil_rollback and mining (shorter or longer) or evm_revert to a snapshot and mining.
+With --deep, one reorg in five goes deeper than the finality depth. After --duration seconds
+traffic and mining stop; once the indexer holds the head block and every source is done up to
+it, the event tables, the stored block headers and the factory children are compared with the
+chain. Prints a summary and exits 1 on any difference. Not part of CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.integration.test_end_to_end import SCHEMA, demo_sources  # noqa: E402
+from tests.support.cli import env_for, start_indexer, stop, wait_for, write_chain  # noqa: E402
+from tests.support.contracts import Deployed, Deployer  # noqa: E402
+from tests.support.reference import assert_tables_equal, expected_rows, read_tables  # noqa: E402
+from tests.support.reorg import (  # noqa: E402
+    Reorg,
+    block_hashes,
+    block_mismatches,
+    caught_up,
+    children,
+    coverage,
+    head,
+    mine_blocks,
+    mining_paused,
+    recorded_reorgs,
+    reorg,
+    revert,
+    snapshot,
+)
+from tests.support.services import (  # noqa: E402
+    Anvil,
+    database_url_for_tests,
+    drop_database,
+    fresh_database,
+)
+from tests.support.traffic import run_traffic  # noqa: E402
+
+KINDS = ("same", "longer", "shorter", "snapshot")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="scripts/soak", description=__doc__.split("\n\n")[0],
+        epilog="Exit status: 0 when everything matches the chain, 1 otherwise.")
+    p.add_argument("--duration", type=float, default=300, metavar="SECONDS",
+                   help="how long traffic and reorgs go on (default 300)")
+    p.add_argument("--finality-depth", type=int, default=5, metavar="N",
+                   help="finality_depth of the chain file (default 5)")
+    p.add_argument("--max-depth", type=int, default=None, metavar="N",
+                   help="deepest ordinary reorg (default: the finality depth)")
+    p.add_argument("--deep", action="store_true",
+                   help="one reorg in five goes deeper than the finality depth (up to twice it + 2)")
+    p.add_argument("--reorg-every", type=float, default=8, metavar="SECONDS",
+                   help="mean time between reorgs (default 8)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: time)")
+    p.add_argument("--catch-up-timeout", type=float, default=120, metavar="SECONDS")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the database and the work directory (always kept on FAIL)")
+    args = p.parse_args(argv)
+    if args.finality_depth < 1:
+        p.error("--finality-depth must be at least 1: the live follower runs only then")
+    args.max_depth = args.max_depth or args.finality_depth
+    if args.seed is None:
+        args.seed = int(time.time())
+    return args
+
+
+@dataclass
+class Tally:
+    made: list[Reorg] = field(default_factory=list)
+    kinds: Counter[str] = field(default_factory=Counter)
+    rounds: int = 0
+    traffic_errors: int = 0
+
+    @property
+    def max_depth(self) -> int:
+        return max((r.depth for r in self.made), default=0)
+
+
+class Soak:
+    def __init__(self, args: argparse.Namespace, d: Deployed, floor: int) -> None:
+        self.args = args
+        self.d = d
+        self.floor = floor  # the set-up's last block: reorgs never reach it
+        self.rng = random.Random(args.seed)
+        self.tally = Tally()
+        self.snap: tuple[str, int] | None = None  # snapshot id and its head
+
+    def depth(self) -> int:
+        fd = self.args.finality_depth
+        if self.args.deep and self.rng.random() < 0.2:
+            return self.rng.randint(fd + 1, 2 * fd + 2)
+        return self.rng.randint(1, self.args.max_depth)
+
+    def traffic(self) -> None:
+        """One round, all its transactions mined; a reverted or lost one is counted, not fatal
+        (a reorg may have dropped what it relied on)."""
+        try:
+            run_traffic(self.d, rounds=1, seed=self.rng.randrange(2**32), prepare=False,
+                        sweep=False)
+        except RuntimeError as e:
+            self.tally.traffic_errors += 1
+            print(f"  traffic round failed: {str(e)[:200]}", flush=True)
+        self.tally.rounds += 1
+        if self.snap is None or head(self.d.rpc) - self.snap[1] > self.args.max_depth:
+            with mining_paused(self.d.rpc):
+                self.snap = (snapshot(self.d.rpc), head(self.d.rpc))
+
+    def reorg(self) -> Reorg | None:
+        depth = min(self.depth(), head(self.d.rpc) - self.floor - 1)
+        if depth < 1:
+            return None
+        kind = self.rng.choice(KINDS)
+        seed = self.rng.randrange(2**32)
+        tip = head(self.d.rpc)
+        if kind == "snapshot" and self.snap is not None and 0 < tip - self.snap[1] <= depth:
+            made = self._revert(seed)
+        else:
+            kind = "same" if kind == "snapshot" else kind
+            new_blocks = {"same": depth, "longer": depth + self.rng.randint(1, 3),
+                          "shorter": self.rng.randint(0, depth - 1)}[kind]
+            made = reorg(self.d, depth, new_blocks=new_blocks, seed=seed)
+        self.snap = None  # a snapshot from before a reorg would bring an old branch back
+        self.tally.made.append(made)
+        self.tally.kinds[kind] += 1
+        deep = " DEEP" if made.depth > self.args.finality_depth else ""
+        print(f"  reorg {kind}: blocks {made.fork + 1}..{made.old_tip} replaced, new tip"
+              f" {made.new_tip} (depth {made.depth}{deep})", flush=True)
+        return made
+
+    def _revert(self, seed: int) -> Reorg:
+        assert self.snap is not None
+        snap_id, fork = self.snap
+        rpc = self.d.rpc
+        with mining_paused(rpc):
+            old_tip = head(rpc)
+            old = block_hashes(rpc, list(range(fork + 1, old_tip + 1)))
+            revert(rpc, snap_id)
+            r = random.Random(seed)
+            txs = mine_blocks(self.d, r.randint(1, old_tip - fork + 2), r)
+            return Reorg(fork, old_tip, head(rpc), old, txs)
+
+
+class IndexerDied(RuntimeError):
+    pass
+
+
+def alive(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        raise IndexerDied(f"the indexer exited with {proc.returncode}")
+
+
+def wait_for_indexer(
+    proc: subprocess.Popen[bytes], database_url: str, d: Deployed, timeout: float
+) -> bool:
+    def done() -> bool:
+        alive(proc)
+        return caught_up(database_url, d.rpc)
+
+    try:
+        wait_for(done, timeout=timeout, interval=0.2)
+        return True
+    except TimeoutError:
+        return False
+
+
+def check(d: Deployed, database_url: str) -> tuple[list[str], int]:
+    """Differences between what is stored and the chain (none: PASS), and the event count."""
+    tip = head(d.rpc)
+    expected = expected_rows(d.url, demo_sources(d), 0, tip)
+    actual = asyncio.run(read_tables(database_url, SCHEMA, list(expected)))
+    problems: list[str] = []
+    try:
+        assert_tables_equal(expected, actual)
+    except AssertionError as e:
+        problems.append(str(e))
+    problems += block_mismatches(database_url, d.rpc)[:20]
+    stored, pairs = set(children(database_url)), {p.lower() for p in d.pairs()}
+    if stored != pairs:
+        problems.append(f"factory children: extra {sorted(stored - pairs)},"
+                        f" missing {sorted(pairs - stored)}")
+    tops = coverage(database_url)
+    if set(tops.values()) != {tip}:
+        problems.append(f"sources done up to {tops}, the head is {tip}")
+    return problems, sum(len(rows) for rows in expected.values())
+
+
+def drive(
+    args: argparse.Namespace, soak: Soak, proc: subprocess.Popen[bytes], database_url: str
+) -> None:
+    start = time.monotonic()
+    next_reorg = start + soak.rng.expovariate(1 / args.reorg_every)
+    next_report = start + 10
+    while (now := time.monotonic()) - start < args.duration:
+        alive(proc)
+        if now >= next_reorg:
+            soak.reorg()
+            next_reorg = now + soak.rng.expovariate(1 / args.reorg_every)
+        soak.traffic()
+        if now >= next_report:
+            tops = coverage(database_url)
+            print(f"t={now - start:.0f}s head {head(soak.d.rpc)}, indexed"
+                  f" {min(tops.values()) if tops else '-'}, {len(soak.tally.made)} reorgs made,"
+                  f" {len(recorded_reorgs(database_url))} recorded", flush=True)
+            next_report = now + 10
+
+
+def report(args: argparse.Namespace, soak: Soak, database_url: str, events: int,
+           problems: list[str], log: Path) -> None:
+    t = soak.tally
+    recorded = recorded_reorgs(database_url)
+    fd = args.finality_depth
+    lines = [
+        f"seed {args.seed}, finality_depth {fd}, {args.duration:.0f}s",
+        f"blocks: {head(soak.d.rpc)}; events: {events}; traffic rounds: {t.rounds}"
+        f" ({t.traffic_errors} failed)",
+        f"reorgs made: {len(t.made)} ({', '.join(f'{k} {n}' for k, n in sorted(t.kinds.items()))});"
+        f" max depth {t.max_depth}; deeper than finality: {sum(r.depth > fd for r in t.made)}",
+        f"reorgs the indexer recorded: {len(recorded)}; max depth"
+        f" {max((r['depth'] for r in recorded), default=0)}; deep: {sum(r['deep'] for r in recorded)}",
+        f"ERROR lines in the indexer log: {sum(' ERROR ' in x for x in log.read_text().splitlines())}",
+    ]
+    print("\n== soak summary\n" + "\n".join(lines))
+    for p in problems:
+        print(p[:4000])
+    print("FAIL" if problems else "PASS")
+
+
+def soak_run(args: argparse.Namespace, node: Anvil, database_url: str, work: Path) -> bool:
+    """Set up, drive, compare and report; True on PASS."""
+    d = Deployer(node.url).deploy()
+    setup = run_traffic(d, rounds=3, seed=args.seed)  # balances, approvals and the three pairs
+    chain = write_chain(work / "anvil.yaml", finality_depth=args.finality_depth)
+    log = work / "indexer.log"
+    proc = start_indexer(["run", "--chain", str(chain)], env_for(database_url, node.url), log=log)
+    soak = Soak(args, d, setup.last_block)
+    events = 0
+    try:
+        drive(args, soak, proc, database_url)
+        d.rpc.call("evm_setIntervalMining", 0)  # the chain stands still for the comparison
+        print(f"stopped at head {head(d.rpc)}: waiting for the indexer", flush=True)
+        if wait_for_indexer(proc, database_url, d, args.catch_up_timeout):
+            problems, events = check(d, database_url)
+        else:
+            problems = [f"not caught up within {args.catch_up_timeout}s:"
+                        f" sources done up to {coverage(database_url)}"]
+    except IndexerDied as e:
+        problems = [f"{e}; the end of its log:\n{log.read_text()[-4000:]}"]
+    finally:
+        if proc.poll() is None:
+            stop(proc, signal.SIGINT)
+    report(args, soak, database_url, events, problems, log)
+    return not problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    admin = os.environ.get("DATABASE_URL") or database_url_for_tests()
+    work = Path(tempfile.mkdtemp(prefix="indexer-soak-"))
+    database_url = asyncio.run(fresh_database(admin, prefix="soak"))
+    print(f"soak: seed {args.seed}, database {database_url.rsplit('/', 1)[-1]}, work dir {work}")
+    passed = False
+    try:
+        with Anvil(block_time=1) as node:
+            passed = soak_run(args, node, database_url, work)
+    finally:
+        if passed and not args.keep:
+            asyncio.run(drop_database(admin, database_url))
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept: database {database_url}, work dir {work} (indexer.log)")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
