@@ -41,7 +41,8 @@ async def run_chains(
     worker = worker or default_worker_id()
     ttl = float(os.environ.get("INDEXER_LEASE_TTL", DEFAULT_TTL))
     pipelines = [build_pipeline(c) for c in chains]  # ABI problems surface before any I/O
-    db = await Database.connect(url, schema, max_size=max(2, concurrency * len(chains) + 1),
+    # Per chain: the units in flight and the live tail's own connection; one for the rest.
+    db = await Database.connect(url, schema, max_size=max(2, (concurrency + 1) * len(chains) + 1),
                                 idle_in_transaction=max(10.0, 2 * ttl))
     await db.migrate()
     try:

@@ -187,10 +187,18 @@ class LiveFollower:
         await self._load()
         failures = 0
         checked = False
+        undo_from: int | None = None  # a stored block found to differ: undo from there
+        reload = False
         while True:
             started = time.monotonic()
             self.wake.clear()  # a head announced from here on ends the next pause early
             try:
+                if undo_from is not None:
+                    await self._undo(undo_from - 1, None, fence, None, "stored block differs")
+                    undo_from = None
+                if reload:
+                    await self.host.reload()
+                    reload = False
                 if not checked:  # a reorg while nobody followed: compare the stored tip first
                     await self._check_tip(fence)
                     checked = True
@@ -198,17 +206,15 @@ class LiveFollower:
                 failures = 0
             except BranchMoved as e:
                 log.info("%s: live tail: %s; asking again", self.chain.name, e)
+                await asyncio.sleep(self.interval)
                 continue
             except StaleBranch as e:
-                # A stored block differs from what was just fetched: undo from that block.
                 log.warning("%s: live tail: %s", self.chain.name, e)
-                if e.number is not None:
-                    await self._undo(e.number - 1, None, fence, None, "stored block differs")
-                checked = False
+                undo_from, checked = e.number, False
                 continue
             except RangeConflict as e:  # the backfill committed some of these blocks first
                 log.debug("%s: live tail: %s; re-reading what is done", self.chain.name, e)
-                await self.host.reload()
+                reload = True
                 continue
             except (RpcError, OSError, TimeoutError, *TRANSIENT_DB) as e:
                 if isinstance(e, RpcError) and not e.retryable:

@@ -69,7 +69,8 @@ async def rollback(db: Database, chain_id: int, repair: Repair, fence: int) -> d
             # The chain's partition: only its block partitions above the fork are scanned, by
             # the primary key's index.
             status = await conn.execute(
-                f"DELETE FROM {ddl.qualified(db.schema, part)} WHERE block_number > $1", keep)
+                f"DELETE FROM {ddl.qualified(db.schema, part)}"
+                " WHERE chain_id = $1 AND block_number > $2", chain_id, keep)
             if n := int(status.split()[-1]):
                 deleted[name] = n
         for t, col in (("contracts", "block_number"), ("blocks", "number")):
