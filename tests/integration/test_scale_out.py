@@ -232,7 +232,10 @@ def test_redis_restarting_in_the_middle_of_a_backfill(
     procs = [start_indexer(run_args(chain, f"w{i}"), env, log=tmp_path / f"w{i}.log")
              for i in range(2)]
     try:
-        time.sleep(1.0)
+        # Both workers past their start-up check of Redis (it logs the metrics port after it).
+        wait_for(lambda: all("metrics on" in (tmp_path / f"w{i}.log").read_text()
+                             for i in range(2)), timeout=60)
+        time.sleep(0.5)
         server.kill()
         server.wait()
         time.sleep(2.0)  # the workers meet a dead Redis
