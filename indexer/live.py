@@ -394,11 +394,12 @@ class LiveFollower:
         self.tip = chain[-1]
         for h in chain:
             self.recent[h.number] = h
-        logs = {}
-        for r in results:
-            for table_rows in r.rows.values():
-                for rec in table_rows:
-                    logs[rec[1]] = logs.get(rec[1], 0) + 1
+        logs: dict[int, int] = {}
+        if self._trace is not None:  # rows per block, for the trace
+            for r in results:
+                for table_rows in r.rows.values():
+                    for rec in table_rows:
+                        logs[rec[1]] = logs.get(rec[1], 0) + 1
         for h in chain:
             seen = self.seen.pop(h.number, committed)
             metrics.BLOCK_COMMIT_LATENCY.labels(**self.labels).observe(max(0.0, committed - seen))
