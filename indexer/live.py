@@ -349,7 +349,8 @@ class LiveFollower:
         needed = [n for n in range(span.start, span.end + 1) if n not in known]
         both = await asyncio.gather(
             self.host.rpc.get_headers(needed),
-            p.process_together(self.host.rpc, units) if units else _nothing(span))
+            p.process_together(self.host.rpc, units, known.get(span.end)) if units
+            else _nothing(span))
         headers = {**known, **both[0]}
         result = both[1]
         if result.children and any(u.factory is not None for u in units):

@@ -134,9 +134,11 @@ class ChainPipeline:
             answer.headers,
         )
 
-    async def process_together(self, rpc: RpcClient, units: Sequence[Unit]) -> UnitResult:
+    async def process_together(self, rpc: RpcClient, units: Sequence[Unit],
+                               tip: BlockHeader | None = None) -> UnitResult:
         """Units over one same range (the live tail's new blocks: main sources and children)
-        fetched with a single eth_getLogs; one result for all their sources."""
+        fetched with a single eth_getLogs; one result for all their sources. ``tip``: the
+        header of the range's last block, when just read."""
         rng = units[0].range
         contract_of: dict[str, tuple[str, ...]] = {}
         topics: set[str] | None = set()
@@ -153,7 +155,8 @@ class ChainPipeline:
         addresses = None if unfiltered or len(contract_of) > MAX_FILTER_ADDRESSES \
             else sorted(contract_of)
         t0 = time.perf_counter()
-        answer = await rpc.get_logs_checked(rng, addresses, sorted(topics) if topics else None)
+        answer = await rpc.get_logs_checked(rng, addresses, sorted(topics) if topics else None,
+                                            tip=tip)
         logs = answer.logs
         children = tuple(s for u in units if u.factory is not None for s in u.sources)
         if children:

@@ -268,13 +268,16 @@ class RpcClient:
         return (await self.get_logs_checked(rng, addresses, topic0s)).logs
 
     async def get_logs_checked(
-        self, rng: BlockRange, addresses: Sequence[str] | None, topic0s: Sequence[str] | None
+        self, rng: BlockRange, addresses: Sequence[str] | None, topic0s: Sequence[str] | None,
+        *, tip: BlockHeader | None = None,
     ) -> LogsAnswer:
         """``get_logs`` with the canonical headers of the blocks holding logs, every blockHash
-        checked against them (see the module docstring for every check)."""
+        checked against them (see the module docstring for every check). ``tip``: the header
+        of ``rng.end`` when the caller has just read it (the live tail's head), used instead of
+        asking for it on the first attempt."""
         flt = _filter(addresses, topic0s)
         for attempt in range(HASH_RETRIES + 1):
-            parts = await self._logs(rng, flt)
+            parts = await self._logs(rng, flt, tip if attempt == 0 else None)
             logs = parts[0][0] if len(parts) == 1 else [lg for p in parts for lg in p[0]]
             blocks: dict[int, str] = {}
             headers: dict[int, BlockHeader] = {}
@@ -299,12 +302,12 @@ class RpcClient:
     # -- eth_getLogs with range splitting ------------------------------------------------
 
     async def _logs(
-        self, rng: BlockRange, flt: _Filter
+        self, rng: BlockRange, flt: _Filter, known: BlockHeader | None = None
     ) -> list[tuple[list[RawLog], dict[int, str], BlockHeader]]:
         """Answers for consecutive parts of ``rng``: (logs, block -> hash, toBlock header)."""
         try:
             async with self._logs_slots:
-                return [await self._logs_once(rng, flt)]
+                return [await self._logs_once(rng, flt, known)]
         except _OverCap as e:
             parts = _parts(rng, e.size)
         except RangeTooLarge as e:
@@ -312,11 +315,12 @@ class RpcClient:
                 raise RpcFatal(f"a single block is too large to fetch: {e.detail}",
                                endpoint=e.endpoint, method=e.method, what=e.what) from e
             parts = _split(rng, e.hint)
-        answers = await asyncio.gather(*(self._logs(p, flt) for p in parts))
+        answers = await asyncio.gather(
+            *(self._logs(p, flt, known if p.end == rng.end else None) for p in parts))
         return [part for answer in answers for part in answer]
 
     async def _logs_once(
-        self, rng: BlockRange, flt: _Filter
+        self, rng: BlockRange, flt: _Filter, known: BlockHeader | None = None
     ) -> tuple[list[RawLog], dict[int, str], BlockHeader]:
         params = [{**flt.params, "fromBlock": hex(rng.start), "toBlock": hex(rng.end)}]
         tip_params = [hex(rng.end), False]
@@ -326,18 +330,23 @@ class RpcClient:
             cap = ep.state.ranges.cap
             if cap is not None and len(rng) > cap:
                 raise _OverCap(cap)
-            if ep.batch_logs:
+            if known is not None and known.number == rng.end:
+                tip_raw, logs = None, await self._single(ep, "eth_getLogs", params, rng)
+            elif ep.batch_logs:
                 tip_raw, logs = await self._logs_batch(ep, params, tip_params, rng)
             else:
                 tip_raw, logs = await asyncio.gather(
                     self._single(ep, "eth_getBlockByNumber", tip_params, None),
                     self._single(ep, "eth_getLogs", params, rng))
             blocks = wire.check_logs(logs, rng, flt.addresses, flt.topic0s)
-            if tip_raw is None:
-                raise NodeBehind(f"the node has no block {rng.end} yet")
-            tip = wire.parse_header(tip_raw)
-            if tip.number != rng.end:
-                raise BadAnswer(f"asked for block {rng.end}, got block {tip.number}")
+            if known is not None and known.number == rng.end:
+                tip = known
+            else:
+                if tip_raw is None:
+                    raise NodeBehind(f"the node has no block {rng.end} yet")
+                tip = wire.parse_header(tip_raw)
+                if tip.number != rng.end:
+                    raise BadAnswer(f"asked for block {rng.end}, got block {tip.number}")
             seen = blocks.get(rng.end)
             if seen is not None and seen.lower() != _hash_hex(tip):
                 raise BadAnswer(f"blockHash of block {rng.end} differs from its header",

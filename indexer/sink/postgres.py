@@ -367,10 +367,13 @@ class Database:
                     await faults.point("after_copy")
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", chain_lock_key(chain_id))
                     # One statement under the lock (its snapshot sees every commit before):
-                    # the fence, the epoch, the overlap check and the record.
+                    # the fence, the epoch, the overlap check, the record and the block rows.
                     r = await conn.fetchrow(
                         _RECORD, chain_id, list(sources), rng.start, rng.end, events, worker,
-                        fence, live_fence, epoch,
+                        fence, live_fence, epoch, [h.number for h, _ in blocks],
+                        [h.hash for h, _ in blocks], [h.parent_hash for h, _ in blocks],
+                        [h.timestamp for h, _ in blocks], [c for _, c in blocks],
+                        live_fence is not None,
                     )
                     if live_fence is not None and not r["fenced"]:
                         raise Fenced(f"chain {chain_id}: a newer live follower (fence above "
@@ -383,8 +386,8 @@ class Database:
                             f"chain {chain_id}: {r['source']} {r['from_block']}-{r['to_block']} "
                             f"already done; refusing to commit {rng} again"
                         )
-                    if blocks:
-                        await _store_blocks(conn, chain_id, blocks, live=live_fence is not None)
+                    if r["blocks"] != len(blocks):
+                        await _stale_block(conn, chain_id, blocks)
 
             except asyncpg.UniqueViolationError as e:
                 raise RangeConflict(f"chain {chain_id}: rows of {rng} already present: {e}") from e
@@ -434,40 +437,41 @@ WITH fence AS (
     INSERT INTO indexer.ranges (chain_id, source, from_block, to_block, events, worker, fence)
     SELECT $1, s, $3, $4, $5, $6, $7 FROM unnest($2::text[]) AS s WHERE (SELECT ok FROM go)
     RETURNING 1
+), blocks AS (
+    -- A block stored with the same hash is kept (and marked); one stored with another hash is
+    -- left alone by the WHERE, so it is missing from the rows returned.
+    INSERT INTO indexer.blocks (chain_id, number, hash, parent_hash, timestamp, live, checkpoint)
+    SELECT $1, n, h, p, to_timestamp(t), $15, c
+    FROM unnest($10::bigint[], $11::bytea[], $12::bytea[], $13::bigint[], $14::bool[])
+         AS b(n, h, p, t, c)
+    WHERE (SELECT ok FROM go)
+    ON CONFLICT (chain_id, number) DO UPDATE SET live = indexer.blocks.live OR $15,
+        checkpoint = indexer.blocks.checkpoint OR EXCLUDED.checkpoint
+    WHERE indexer.blocks.hash = EXCLUDED.hash
+    RETURNING number
 )
 SELECT EXISTS (SELECT 1 FROM fence) AS fenced,
        (SELECT reorg_epoch FROM indexer.chains WHERE chain_id = $1) AS epoch,
-       c.source, c.from_block, c.to_block, (SELECT count(*) FROM record) AS recorded
+       c.source, c.from_block, c.to_block, (SELECT count(*) FROM record) AS recorded,
+       (SELECT count(*) FROM blocks) AS blocks
 FROM (SELECT 1) AS one LEFT JOIN clash AS c ON true
 """
 
 
-async def _store_blocks(
-    conn: asyncpg.Connection, chain_id: int, blocks: Sequence[tuple[BlockHeader, bool]], live: bool
+async def _stale_block(
+    conn: asyncpg.Connection, chain_id: int, blocks: Sequence[tuple[BlockHeader, bool]]
 ) -> None:
-    """Insert block rows; a block stored already with another hash means a branch changed
-    under us (StaleBranch), the same hash is kept as it is."""
-    numbers = [h.number for h, _ in blocks]
-    # A row stored with the same hash is kept (and marked); one with another hash is left
-    # alone by the WHERE, so it is missing from the rows returned.
-    written = await conn.fetch(
-        "INSERT INTO indexer.blocks (chain_id, number, hash, parent_hash, timestamp, live,"
-        " checkpoint) SELECT $1, n, h, p, to_timestamp(t), $7, c"
-        " FROM unnest($2::bigint[], $3::bytea[], $4::bytea[], $5::bigint[], $6::bool[])"
-        " AS b(n, h, p, t, c)"
-        " ON CONFLICT (chain_id, number) DO UPDATE SET live = indexer.blocks.live OR $7,"
-        " checkpoint = indexer.blocks.checkpoint OR EXCLUDED.checkpoint"
-        " WHERE indexer.blocks.hash = EXCLUDED.hash RETURNING number",
-        chain_id, numbers, [h.hash for h, _ in blocks], [h.parent_hash for h, _ in blocks],
-        [h.timestamp for h, _ in blocks], [c for _, c in blocks], live,
-    )
-    if len(written) != len(numbers):
-        n = min(set(numbers) - {r["number"] for r in written})
-        stored = await conn.fetchval(
-            "SELECT hash FROM indexer.blocks WHERE chain_id = $1 AND number = $2", chain_id, n)
-        ours = next(h.hash for h, _ in blocks if h.number == n)
-        raise StaleBranch(f"chain {chain_id}: block {n} is stored with hash "
-                          f"0x{bytes(stored).hex()} but was fetched as 0x{ours.hex()}", n)
+    """Raise StaleBranch naming the lowest of ``blocks`` stored with another hash."""
+    ours = {h.number: h.hash for h, _ in blocks}
+    stored = await conn.fetch(
+        "SELECT number, hash FROM indexer.blocks WHERE chain_id = $1 AND number = ANY($2::bigint[])"
+        " ORDER BY number", chain_id, list(ours))
+    for r in stored:
+        if bytes(r["hash"]) != ours[r["number"]]:
+            raise StaleBranch(f"chain {chain_id}: block {r['number']} is stored with hash "
+                              f"0x{bytes(r['hash']).hex()} but was fetched as "
+                              f"0x{ours[r['number']].hex()}", r["number"])
+    raise StaleBranch(f"chain {chain_id}: block rows of {sorted(ours)} were not all written")
 
 
 def _json_columns(t: EventTable) -> str:
