@@ -32,12 +32,13 @@ import asyncpg
 from indexer import metrics
 from indexer.claims import BOARD_ERRORS, pieces
 from indexer.config import ChainConfig
+from indexer.forks import find_fork
+from indexer.leadership import Leadership
 from indexer.lease import LIVE_GROUP, LIVE_TTL, Lease, LeaseBoard, LeaseLost
 from indexer.pipeline import ChainPipeline, UnitResult
 from indexer.plan import Unit
 from indexer.reorg import (
     first_unlinked,
-    fork_point,
     live_cut,
     live_holes,
     live_units,
@@ -54,7 +55,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY = 1000  # every such block of the live tail stays in indexer.blocks for good
 MAX_SPAN = 32  # blocks fetched and committed together while catching up
-PAGE = 64  # stored blocks compared per request while looking for the fork point
 PRUNE_EVERY = 256  # commits between prunes of indexer.blocks
 COMPACT_EVERY = 500  # commits between merges of range records
 
@@ -104,6 +104,8 @@ class LiveFollower:
             self.heads = HeadSubscription(self.chain.ws_url, self.chain.name, self.wake,
                                           stale_after=max(3.0, 3 * self.chain.block_time))
         self.leading = False
+        self.leadership = Leadership(host.board, self.chain.name, LIVE_GROUP, worker, LIVE_TTL,
+                                     "live tail")
         self.conn: asyncpg.Connection | None = None  # held while leading: no pool round trips
         self._trace: TextIO | None = None
         trace = trace if trace is not None else os.environ.get("INDEXER_LIVE_TRACE")
@@ -115,30 +117,12 @@ class LiveFollower:
     async def run(self) -> None:
         try:
             while True:
-                lease = await self._lead()
+                lease = await self.leadership.acquire()
                 await self._while_leading(lease)
                 await asyncio.sleep(self.interval)
         finally:
             if self._trace is not None:
                 self._trace.close()
-
-    async def _lead(self) -> Lease:
-        """Wait until this process holds the chain's live lease."""
-        waiting = False
-        while True:
-            try:
-                lease = await self.host.board.claim(
-                    self.chain.name, LIVE_GROUP, [BlockRange(0, 0)], 1, self.worker)
-            except BOARD_ERRORS as e:
-                log.warning("%s: live tail: lease board unreachable: %s", self.chain.name, e)
-                lease = None
-            if lease is not None:
-                return lease
-            if not waiting:
-                log.info("%s: live tail: another process follows the head; standing by",
-                         self.chain.name)
-                waiting = True
-            await asyncio.sleep(LIVE_TTL / 3)
 
     async def _while_leading(self, lease: Lease) -> None:
         log.info("%s: live tail: following the head (poll every %.0f ms, fence %d)",
@@ -146,7 +130,7 @@ class LiveFollower:
         self.leading = True
         metrics.LIVE_LEADER.labels(**self.labels).set(1)
         follow = asyncio.create_task(self._follow(lease.fence))
-        keep = asyncio.create_task(self._keep(lease))
+        keep = asyncio.create_task(self.leadership.keep(lease))
         heads = asyncio.create_task(self.heads.run()) if self.heads is not None else None
         try:
             finished, _ = await asyncio.wait({follow, keep}, return_when=asyncio.FIRST_COMPLETED)
@@ -167,19 +151,7 @@ class LiveFollower:
             await asyncio.gather(follow, keep, *([heads] if heads else []),
                                  return_exceptions=True)
             await self._drop_connection()
-            with contextlib.suppress(LeaseLost, *BOARD_ERRORS):
-                await self.host.board.release(lease, done=False)
-
-    async def _keep(self, lease: Lease) -> None:
-        renewed = time.monotonic()
-        while True:
-            await asyncio.sleep(LIVE_TTL / 3)
-            try:
-                await self.host.board.extend(lease)
-                renewed = time.monotonic()
-            except BOARD_ERRORS as e:
-                if time.monotonic() - renewed > LIVE_TTL * 0.8:
-                    raise LeaseLost(f"lease board unreachable for {LIVE_TTL * 0.8:.0f}s: {e}") from e
+            await self.leadership.release(lease)
 
     # -- following ------------------------------------------------------------------------------
 
@@ -451,44 +423,8 @@ class LiveFollower:
             return False
 
     async def _fork(self, head: BlockHeader) -> tuple[BlockHeader | None, bool]:
-        """The highest stored block the node agrees with, and whether any stored block could be
-        compared at all (the node has blocks that high). The live tail's own blocks (a linked
-        chain) are walked down from its tip first; below them, the backfill's checkpoints."""
-        top = min(self.tip.number if self.tip else head.number, head.number) + 1
-        compared = False
-        lowest = top
-        for live in (True, False):
-            below: int | None = top if live else lowest
-            seen: list[BlockHeader] = []
-            remote: dict[int, bytes] = {}
-            extra = 0  # checkpoints: one more page under a match, for old-branch ones below it
-            while True:
-                page = await stored_blocks(self.host.db, self.chain.chain_id, live=live,
-                                           below=below, limit=PAGE)
-                if not page:
-                    break
-                compared = True
-                got = await self.host.rpc.get_headers([h.number for h in page])
-                remote.update({n: h.hash for n, h in got.items()})
-                seen += page
-                below = lowest = page[-1].number
-                at = fork_point(seen, remote)
-                if at is not None:
-                    if live or extra:
-                        return next(h for h in seen if h.number == at), True
-                    extra += 1
-            at = fork_point(seen, remote)
-            if at is not None:
-                return next(h for h in seen if h.number == at), True
-            if live and seen and 0 < seen[-1].number <= head.number + 1:
-                # The parent hash of the lowest live block is what the chain said the block
-                # under it was: when the node still says so, the fork is right there (the
-                # blocks under the live tail's first are the backfill's, taken as final).
-                under = seen[-1].number - 1
-                node = (await self.host.rpc.get_headers([under]))[under]
-                if node.hash == seen[-1].parent_hash:
-                    return BlockHeader(under, node.hash, node.parent_hash, node.timestamp), True
-        return None, compared
+        top = min(self.tip.number if self.tip else head.number, head.number)
+        return await find_fork(self.host.db, self.host.rpc, self.chain.chain_id, top)
 
     async def _repair(self, head: BlockHeader, fence: int) -> None:
         """A stored block differs from the node's: find the fork point and undo above it."""
