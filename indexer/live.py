@@ -486,7 +486,14 @@ class LiveFollower:
         for known in self.host.p.children.values():
             for addr in [a for a, b in known.items() if b > keep]:
                 del known[addr]
-        await self.host.on_repair(keep)
+        while True:  # what is done must be re-read before anything else is planned
+            try:
+                await self.host.on_repair(keep)
+                break
+            except TRANSIENT_DB as e:
+                log.warning("%s: live tail: re-reading what is done after the repair: %s",
+                            self.chain.name, e)
+                await asyncio.sleep(1.0)
 
 
 async def _nothing(span: BlockRange) -> UnitResult:

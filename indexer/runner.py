@@ -466,8 +466,8 @@ class ChainRunner:
 
     async def on_repair(self, fork: int) -> None:
         """Rows above ``fork`` were deleted: learn what is done now and plan again."""
-        await self._reload()
         self.dirty = True
+        await self._reload()
         self._watermark()
         self.changed.set()
 
