@@ -393,3 +393,24 @@ def test_an_abi_type_without_a_column_type_is_refused_at_load(tmp_path):
         load_chain(path, env={})
     text = str(err.value)
     assert "odd.yaml" in text and "contracts[0].abi" in text and "uint7" in text
+
+
+def test_live_tail_keys_poll_interval_and_ws_url(chains: Path) -> None:
+    chain = _load(chains, BASE)
+    assert (chain.poll_interval, chain.ws_url) == (None, None)
+    assert chain.live_poll_interval == pytest.approx(0.2)  # a tenth of the 2 s block time
+    text = BASE.replace("finality_depth: 32\n", "finality_depth: 32\npoll_interval: 50ms\n"
+                        "ws_url: wss://ws.example.org/v1\n")
+    chain = _load(chains, text)
+    assert (chain.poll_interval, chain.live_poll_interval) == (0.05, 0.05)
+    assert chain.ws_url == "wss://ws.example.org/v1"
+    slow = _load(chains, BASE.replace("block_time: 2s", "block_time: 12s"))
+    assert slow.live_poll_interval == 1.0  # at most 1 s
+
+
+def test_bad_live_tail_keys_are_named(chains: Path) -> None:
+    text = BASE.replace("finality_depth: 32\n", "finality_depth: 32\npoll_interval: soon\n"
+                        "ws_url: https://rpc.example.org\n")
+    problems = _problems(chains, text)
+    assert any("poll_interval" in p and "not a duration" in p for p in problems), problems
+    assert any("ws_url" in p and "websocket URL" in p for p in problems), problems
