@@ -13,6 +13,7 @@ from tests.integration.test_end_to_end import compare
 from tests.support.chaos import Chaos, ChaosProxy
 from tests.support.cli import env_for, start_indexer, stop, wait_for, write_chain
 from tests.support.contracts import Deployed
+from tests.support.reorg import covered_to
 from tests.support.traffic import run_traffic
 
 FINALITY = 5
@@ -34,15 +35,11 @@ def _live_tip(url: str) -> int | None:
     return rows[0]["n"] if rows else None
 
 
-def _done_to(url: str) -> int | None:
-    """The block every source has reached (its highest recorded block, the lowest of them)."""
-    rows = asyncio.run(_query(url, "SELECT min(m) AS n FROM (SELECT max(to_block) AS m"
-                                   " FROM indexer.ranges WHERE chain_id = 31337 GROUP BY source) s"))
-    return rows[0]["n"] if rows else None
-
-
 def _caught_up(url: str, top: int) -> bool:
-    return _live_tip(url) == top and (_done_to(url) or -1) >= top
+    """The live tail holds ``top`` and every source is recorded done from block 0 to ``top``
+    without a gap (a hole left by a retried backfill unit would not count)."""
+    reach = covered_to(url)
+    return _live_tip(url) == top and len(reach) == 4 and min(reach.values()) >= top
 
 
 def _head(deployed: Deployed) -> int:

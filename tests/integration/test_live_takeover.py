@@ -3,14 +3,12 @@ the other takes over and the tables stay equal to the chain."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 from pathlib import Path
 
-import asyncpg
-
 from tests.integration.test_end_to_end import compare
+from tests.support import reorg as reorg_support
 from tests.support.cli import env_for, start_indexer, stop, wait_for, write_chain
 from tests.support.contracts import Deployed
 from tests.support.traffic import run_traffic
@@ -18,28 +16,8 @@ from tests.support.traffic import run_traffic
 LEADS = "live tail: following the head"
 
 
-async def _caught_up(url: str, head: dict) -> bool:
-    try:
-        conn = await asyncpg.connect(url)
-    except OSError:
-        return False
-    try:
-        stored = await conn.fetchval(
-            "SELECT hash FROM indexer.blocks WHERE chain_id = 31337 AND number = $1 AND live",
-            int(head["number"], 16))
-        reached = await conn.fetchval(
-            "SELECT min(m) FROM (SELECT max(to_block) AS m FROM indexer.ranges"
-            " WHERE chain_id = 31337 GROUP BY source) s")
-    except asyncpg.UndefinedTableError:
-        return False
-    finally:
-        await conn.close()
-    return (stored is not None and "0x" + bytes(stored).hex() == head["hash"]
-            and reached is not None and reached >= int(head["number"], 16))
-
-
 def caught_up(deployed: Deployed, url: str) -> bool:
-    return asyncio.run(_caught_up(url, deployed.rpc.call("eth_getBlockByNumber", "latest", False)))
+    return reorg_support.caught_up(url, deployed.rpc)
 
 
 def test_the_other_host_takes_the_live_tail_over_when_the_leader_dies(

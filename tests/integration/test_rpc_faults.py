@@ -35,7 +35,7 @@ def _run(tmp_path: Path, database_url: str, proxy_url: str, *, max_range: int = 
          target_logs: int = 40) -> str:
     chain_file = write_chain(tmp_path / "anvil.yaml", get_logs_max_range=max_range)
     res = indexer(["run", "--chain", str(chain_file), "--once", "--target-logs", str(target_logs),
-                   "--concurrency", "3"], _env(database_url, proxy_url), timeout=120)
+                   "--concurrency", "3"], _env(database_url, proxy_url), timeout=240)
     assert res.code == 0, res.err[-3000:]
     assert "Traceback" not in res.err
     return res.err
