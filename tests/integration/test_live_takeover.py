@@ -8,16 +8,12 @@ import signal
 from pathlib import Path
 
 from tests.integration.test_end_to_end import compare
-from tests.support import reorg as reorg_support
 from tests.support.cli import env_for, start_indexer, stop, wait_for, write_chain
 from tests.support.contracts import Deployed
+from tests.support.reorg import caught_up
 from tests.support.traffic import run_traffic
 
 LEADS = "live tail: following the head"
-
-
-def caught_up(deployed: Deployed, url: str) -> bool:
-    return reorg_support.caught_up(url, deployed.rpc)
 
 
 def test_the_other_host_takes_the_live_tail_over_when_the_leader_dies(
@@ -35,16 +31,16 @@ def test_the_other_host_takes_the_live_tail_over_when_the_leader_dies(
 
         (leader,) = wait_for(leaders, timeout=60)
         other = 1 - leader
-        wait_for(lambda: caught_up(deployed, database_url), timeout=60)
+        wait_for(lambda: caught_up(database_url, deployed.rpc), timeout=60)
         assert LEADS not in logs[other].read_text()  # one leader at a time
         os.killpg(procs[leader].pid, signal.SIGKILL)
         procs[leader].wait()
         run_traffic(deployed, rounds=2, seed=32, prepare=False, sweep=False)
         wait_for(lambda: LEADS in logs[other].read_text(), timeout=30)
-        wait_for(lambda: caught_up(deployed, database_url), timeout=60)
+        wait_for(lambda: caught_up(database_url, deployed.rpc), timeout=60)
         deployed.rpc.call("anvil_rollback", 2)  # the new leader repairs reorgs too
         run_traffic(deployed, rounds=1, seed=33, prepare=False, sweep=False)
-        wait_for(lambda: caught_up(deployed, database_url), timeout=60)
+        wait_for(lambda: caught_up(database_url, deployed.rpc), timeout=60)
         assert "replaced (depth 2)" in logs[other].read_text()
     finally:
         for p in procs:
