@@ -112,41 +112,27 @@ class ChainPipeline:
         return addresses, topics, contract_of
 
     async def process(self, rpc: RpcClient, unit: Unit) -> UnitResult:
-        addresses, topics, contract_of = self.filter_for(unit)
-        if not contract_of:
-            return UnitResult(unit, {}, [], 0, 0)
-        t0 = time.perf_counter()
-        answer = await rpc.get_logs_checked(unit.range, addresses, topics)
-        logs = answer.logs
-        if unit.factory is not None:
-            logs = self._after_creation(logs, unit)
-        times = await block_times(rpc, logs, answer.headers)
-        await faults.point("after_fetch")
-        t1 = time.perf_counter()
-        result = self.decoder.decode(logs, contract_of, times)
-        children = self.discover(result)
-        t2 = time.perf_counter()
-        await faults.point("after_decode")
-        if result.failures:
-            report_failures(self.chain.name, result)
-        return UnitResult(
-            unit, result.rows, children, len(logs), len(result.failures), t1 - t0, t2 - t1,
-            answer.headers,
-        )
+        result = await self.process_together(rpc, [unit])
+        result.unit = unit
+        return result
 
     async def process_together(self, rpc: RpcClient, units: Sequence[Unit],
                                tip: BlockHeader | None = None) -> UnitResult:
-        """Units over one same range (the live tail's new blocks: main sources and children)
-        fetched with a single eth_getLogs; one result for all their sources. ``tip``: the
-        header of the range's last block, when just read."""
+        """Fetch, check, decode and discover children over units of one same range (one for
+        the backfill; the main sources and the children for the live tail's new blocks) with a
+        single eth_getLogs; one result for all their sources. ``tip``: the header of the
+        range's last block, when just read."""
         rng = units[0].range
         contract_of: dict[str, tuple[str, ...]] = {}
         topics: set[str] | None = set()
         unfiltered = False
         for u in units:
             addresses, unit_topics, routes = self.filter_for(u)
-            for addr, names in routes.items():
-                contract_of[addr] = tuple(dict.fromkeys((*contract_of.get(addr, ()), *names)))
+            if not contract_of:
+                contract_of = routes
+            else:
+                for addr, names in routes.items():
+                    contract_of[addr] = tuple(dict.fromkeys((*contract_of.get(addr, ()), *names)))
             topics = None if topics is None or unit_topics is None else topics | set(unit_topics)
             unfiltered = unfiltered or addresses is None
         unit = Unit(rng, tuple(sorted({s for u in units for s in u.sources})))
@@ -162,9 +148,11 @@ class ChainPipeline:
         if children:
             logs = self._after_creation(logs, Unit(rng, children))
         times = await block_times(rpc, logs, answer.headers)
+        await faults.point("after_fetch")
         t1 = time.perf_counter()
         result = self.decoder.decode(logs, contract_of, times)
         found = self.discover(result)
+        await faults.point("after_decode")
         if result.failures:
             report_failures(self.chain.name, result)
         return UnitResult(unit, result.rows, found, len(logs), len(result.failures), t1 - t0,

@@ -414,11 +414,7 @@ class ChainRunner:
         pr.decode_seconds += r.decode_seconds
         pr.write_seconds += write_seconds
         pr.failures += r.failures
-        for table, rows in r.rows.items():
-            if rows:
-                pr.events += len(rows)
-                pr.tables[table] = pr.tables.get(table, 0) + len(rows)
-                metrics.EVENTS_WRITTEN.labels(chain=self.chain.name, table=table).inc(len(rows))
+        self._count(r.rows)
         metrics.RANGES_DONE.labels(chain=self.chain.name, stage="factory-children" if unit.factory else "main").inc()
         if unit.factory is None:
             density = r.logs / len(unit.range)
@@ -431,12 +427,23 @@ class ChainRunner:
             metrics.RANGE_SIZE_BLOCKS.labels(**self.labels).set(self.size)
         for stage, secs in (("fetch", r.fetch_seconds), ("decode", r.decode_seconds), ("write", write_seconds)):
             metrics.STAGE_SECONDS.labels(chain=self.chain.name, stage=stage).inc(secs)
+        metrics.BACKLOG_RANGES.labels(**self.labels).set(self._backlog())
+        self._after_commit()
+
+    def _count(self, rows: dict[str, list[tuple]]) -> None:
+        pr = self.progress
+        for table, recs in rows.items():
+            if recs:
+                pr.events += len(recs)
+                pr.tables[table] = pr.tables.get(table, 0) + len(recs)
+                metrics.EVENTS_WRITTEN.labels(chain=self.chain.name, table=table).inc(len(recs))
+
+    def _after_commit(self) -> None:
         self._watermark()
         self.last_commit = time.time()
         metrics.LAST_COMMIT_TIMESTAMP.labels(**self.labels).set(self.last_commit)
-        metrics.BACKLOG_RANGES.labels(**self.labels).set(self._backlog())
         if self.on_progress is not None:
-            self.on_progress(pr)
+            self.on_progress(self.progress)
 
     # -- the live tail's hooks (indexer.live.Host) ------------------------------------------------
 
@@ -447,22 +454,13 @@ class ChainRunner:
         metrics.HEAD_AGE_SECONDS.labels(**self.labels).set(max(0.0, time.time() - head.timestamp))
 
     def on_live_commit(self, rng: BlockRange, results: list[UnitResult]) -> None:
-        pr = self.progress
         for r in results:
             for s in r.unit.sources:
                 self.done[s] = merge([*self.done.get(s, []), rng])
-            for table, rows in r.rows.items():
-                if rows:
-                    pr.events += len(rows)
-                    pr.tables[table] = pr.tables.get(table, 0) + len(rows)
-                    metrics.EVENTS_WRITTEN.labels(chain=self.chain.name, table=table).inc(len(rows))
-        pr.blocks += len(rng)
+            self._count(r.rows)
+        self.progress.blocks += len(rng)
         metrics.BLOCKS_INDEXED.labels(**self.labels).inc(len(rng))
-        self._watermark()
-        self.last_commit = time.time()
-        metrics.LAST_COMMIT_TIMESTAMP.labels(**self.labels).set(self.last_commit)
-        if self.on_progress is not None:
-            self.on_progress(pr)
+        self._after_commit()
 
     async def on_repair(self, fork: int) -> None:
         """Rows above ``fork`` were deleted: learn what is done now and plan again."""
