@@ -78,8 +78,7 @@ def next_span(tip: int | None, safe: int, head: int, *, most: int, partition: in
     if tip is not None and head - tip <= reach:
         start = tip + 1
     else:
-        start = max(-1 if tip is None else tip, safe) + 1
-    start = max(start, 0)
+        start = max(-1 if tip is None else tip, safe, -1) + 1
     if start > head:
         return None
     return BlockRange(start, min(head, start + most - 1, (start // partition + 1) * partition - 1))
