@@ -2,6 +2,7 @@
 random reorgs replace the top of the chain; at the end every table must equal the chain.
 
     scripts/soak [--duration 300] [--finality-depth 5] [--deep] [--reorg-every 8] [--seed N]
+                 [--hosts 1] [--workers 1] [--kill-every SECONDS]
 
 Starts anvil (--block-time 1), deploys the demo system (WETH9, Uniswap V2 factory, router and
 pairs, two ERC-20 tokens), writes a copy of chains/anvil.yaml with the finality depth and starts
@@ -9,7 +10,12 @@ pairs, two ERC-20 tokens), writes a copy of chains/anvil.yaml with the finality 
 Traffic rounds go on back to back; every --reorg-every seconds on average the top 1..depth
 blocks are replaced by a branch with other transactions, by one of anvil_reorg (same length or
 longer), anvil_rollback and mining (shorter or longer) or evm_revert to a snapshot and mining.
-With --deep, one reorg in five goes deeper than the finality depth. After --duration seconds
+With --deep, one reorg in five goes deeper than the finality depth. --hosts N runs N
+`indexer run` processes (each with --workers W) sharing one Redis: they split the backfill and
+one of them leads the live tail. --kill-every kills a random one of them (SIGKILL of its process
+group, so a leader, a parent or its workers die mid-work) every so many seconds on average and
+starts it again 0 to 3 seconds later: reorgs then also happen while it is down, and the live
+tail changes hands. After --duration seconds
 traffic and mining stop; once the indexer holds the head block and every source is done up to
 it, the event tables, the stored block headers and the factory children are compared with the
 chain. Prints a summary and exits 1 on any difference. Not part of CI.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import shutil
@@ -58,6 +65,7 @@ from tests.support.services import (  # noqa: E402
     database_url_for_tests,
     drop_database,
     fresh_database,
+    redis_url_for_tests,
 )
 from tests.support.traffic import run_traffic  # noqa: E402
 
@@ -79,12 +87,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reorg-every", type=float, default=8, metavar="SECONDS",
                    help="mean time between reorgs (default 8)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: time)")
+    p.add_argument("--hosts", type=int, default=1, metavar="N",
+                   help="indexer processes sharing the work through Redis (default 1)")
+    p.add_argument("--workers", type=int, default=1, metavar="W",
+                   help="--workers of each indexer process (default 1)")
+    p.add_argument("--kill-every", type=float, default=0, metavar="SECONDS",
+                   help="mean time between SIGKILLs of a random indexer process (default 0: never)")
     p.add_argument("--catch-up-timeout", type=float, default=120, metavar="SECONDS")
     p.add_argument("--keep", action="store_true",
                    help="keep the database and the work directory (always kept on FAIL)")
     args = p.parse_args(argv)
     if args.finality_depth < 1:
         p.error("--finality-depth must be at least 1: the live follower runs only then")
+    if args.hosts < 1 or args.workers < 1:
+        p.error("--hosts and --workers must be at least 1")
     args.max_depth = args.max_depth or args.finality_depth
     if args.seed is None:
         args.seed = int(time.time())
@@ -171,16 +187,82 @@ class IndexerDied(RuntimeError):
     pass
 
 
-def alive(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        raise IndexerDied(f"the indexer exited with {proc.returncode}")
+class Fleet:
+    """The soak's indexer processes: --hosts of them, each `indexer run --workers W`; with
+    --kill-every, one at random is killed now and then and started again a moment later."""
+
+    def __init__(self, args: argparse.Namespace, chain: Path, env: dict[str, str], work: Path,
+                 rng: random.Random) -> None:
+        self.args = args
+        self.chain = chain
+        self.env = env
+        self.rng = rng
+        self.logs = [work / f"indexer-{i}.log" for i in range(args.hosts)]
+        self.procs: list[subprocess.Popen[bytes] | None] = [None] * args.hosts
+        self.down: dict[int, float] = {}  # host -> when it starts again
+        self.kills = 0
+        self.next_kill = self._after()
+
+    def _after(self) -> float:
+        every = self.args.kill_every
+        return time.monotonic() + self.rng.expovariate(1 / every) if every > 0 else float("inf")
+
+    def start(self) -> None:
+        for i in range(self.args.hosts):
+            self._start(i)
+
+    def _start(self, i: int) -> None:
+        argv = ["run", "--chain", str(self.chain)]
+        if self.args.workers > 1:
+            argv += ["--workers", str(self.args.workers)]
+        self.procs[i] = start_indexer(argv, {**self.env, "INDEXER_WORKER": f"host-{i}"},
+                                      log=self.logs[i])
+        self.down.pop(i, None)
+
+    def alive(self) -> None:
+        """Raise IndexerDied when a process exited that was not killed on purpose."""
+        for i, proc in enumerate(self.procs):
+            if i not in self.down and proc is not None and proc.poll() is not None:
+                raise IndexerDied(f"indexer host-{i} exited with {proc.returncode}; the end of"
+                                  f" its log:\n{self.logs[i].read_text()[-4000:]}")
+
+    def tick(self) -> None:
+        """Start again the processes whose pause is over; kill one when it is time."""
+        now = time.monotonic()
+        for i, when in list(self.down.items()):
+            if now >= when:
+                self._start(i)
+        up = [i for i in range(self.args.hosts) if i not in self.down]
+        if now >= self.next_kill and up:
+            i = self.rng.choice(up)
+            proc = self.procs[i]
+            assert proc is not None
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            self.kills += 1
+            self.down[i] = now + self.rng.uniform(0, 3)
+            print(f"  killed host-{i} (SIGKILL of its process group); back in"
+                  f" {self.down[i] - now:.1f}s", flush=True)
+            self.next_kill = self._after()
+
+    def all_up(self) -> None:
+        for i in list(self.down):
+            self._start(i)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc is not None and proc.poll() is None:
+                stop(proc, signal.SIGINT)
+
+    def errors(self) -> int:
+        return sum(" ERROR " in x for log in self.logs if log.exists()
+                   for x in log.read_text().splitlines())
 
 
-def wait_for_indexer(
-    proc: subprocess.Popen[bytes], database_url: str, d: Deployed, timeout: float
-) -> bool:
+def wait_for_indexer(fleet: Fleet, database_url: str, d: Deployed, timeout: float) -> bool:
     def done() -> bool:
-        alive(proc)
+        fleet.alive()
         return caught_up(database_url, d.rpc)
 
     try:
@@ -211,14 +293,13 @@ def check(d: Deployed, database_url: str) -> tuple[list[str], int]:
     return problems, sum(len(rows) for rows in expected.values())
 
 
-def drive(
-    args: argparse.Namespace, soak: Soak, proc: subprocess.Popen[bytes], database_url: str
-) -> None:
+def drive(args: argparse.Namespace, soak: Soak, fleet: Fleet, database_url: str) -> None:
     start = time.monotonic()
     next_reorg = start + soak.rng.expovariate(1 / args.reorg_every)
     next_report = start + 10
     while (now := time.monotonic()) - start < args.duration:
-        alive(proc)
+        fleet.alive()
+        fleet.tick()
         if now >= next_reorg:
             soak.reorg()
             next_reorg = now + soak.rng.expovariate(1 / args.reorg_every)
@@ -231,20 +312,21 @@ def drive(
             next_report = now + 10
 
 
-def report(args: argparse.Namespace, soak: Soak, database_url: str, events: int,
-           problems: list[str], log: Path) -> None:
+def report(args: argparse.Namespace, soak: Soak, fleet: Fleet, database_url: str, events: int,
+           problems: list[str]) -> None:
     t = soak.tally
     recorded = recorded_reorgs(database_url)
     fd = args.finality_depth
     lines = [
-        f"seed {args.seed}, finality_depth {fd}, {args.duration:.0f}s",
+        f"seed {args.seed}, finality_depth {fd}, {args.duration:.0f}s; {args.hosts} indexer"
+        f" process(es) of {args.workers} worker(s); {fleet.kills} killed",
         f"blocks: {head(soak.d.rpc)}; events: {events}; traffic rounds: {t.rounds}"
         f" ({t.traffic_errors} failed)",
         f"reorgs made: {len(t.made)} ({', '.join(f'{k} {n}' for k, n in sorted(t.kinds.items()))});"
         f" max depth {t.max_depth}; deeper than finality: {sum(r.depth > fd for r in t.made)}",
         f"reorgs the indexer recorded: {len(recorded)}; max depth"
         f" {max((r['depth'] for r in recorded), default=0)}; deep: {sum(r['deep'] for r in recorded)}",
-        f"ERROR lines in the indexer log: {sum(' ERROR ' in x for x in log.read_text().splitlines())}",
+        f"ERROR lines in the indexer logs: {fleet.errors()}",
     ]
     print("\n== soak summary\n" + "\n".join(lines))
     for p in problems:
@@ -257,25 +339,32 @@ def soak_run(args: argparse.Namespace, node: Anvil, database_url: str, work: Pat
     d = Deployer(node.url).deploy()
     setup = run_traffic(d, rounds=3, seed=args.seed)  # balances, approvals and the three pairs
     chain = write_chain(work / "anvil.yaml", finality_depth=args.finality_depth)
-    log = work / "indexer.log"
-    proc = start_indexer(["run", "--chain", str(chain)], env_for(database_url, node.url), log=log)
+    extra = {}
+    if args.hosts > 1:
+        redis = redis_url_for_tests()
+        if redis is None:
+            raise SystemExit("soak: --hosts above 1 needs Redis (TEST_REDIS_URL, a local one on"
+                             " 6379 or redis-server on PATH)")
+        extra["REDIS_URL"] = redis
     soak = Soak(args, d, setup.last_block)
+    fleet = Fleet(args, chain, env_for(database_url, node.url, **extra), work, soak.rng)
+    fleet.start()
     events = 0
     try:
-        drive(args, soak, proc, database_url)
+        drive(args, soak, fleet, database_url)
         d.rpc.call("evm_setIntervalMining", 0)  # the chain stands still for the comparison
+        fleet.all_up()
         print(f"stopped at head {head(d.rpc)}: waiting for the indexer", flush=True)
-        if wait_for_indexer(proc, database_url, d, args.catch_up_timeout):
+        if wait_for_indexer(fleet, database_url, d, args.catch_up_timeout):
             problems, events = check(d, database_url)
         else:
             problems = [f"not caught up within {args.catch_up_timeout}s:"
                         f" sources done up to {coverage(database_url)}"]
     except IndexerDied as e:
-        problems = [f"{e}; the end of its log:\n{log.read_text()[-4000:]}"]
+        problems = [str(e)]
     finally:
-        if proc.poll() is None:
-            stop(proc, signal.SIGINT)
-    report(args, soak, database_url, events, problems, log)
+        fleet.stop()
+    report(args, soak, fleet, database_url, events, problems)
     return not problems
 
 
@@ -294,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(drop_database(admin, database_url))
             shutil.rmtree(work, ignore_errors=True)
         else:
-            print(f"kept: database {database_url}, work dir {work} (indexer.log)")
+            print(f"kept: database {database_url}, work dir {work} (indexer-N.log)")
     return 0 if passed else 1
 
 
