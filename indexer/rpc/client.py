@@ -3,18 +3,13 @@ range splitting and checks on every eth_getLogs answer.
 
 Endpoints are used in the order of the chain file: the first one that is up and healthy takes
 the requests (the next one takes over while the first is rate-limited, tripped or unhealthy, and
-gives them back once it recovers). What is learned per endpoint lives in ``endpoint.py``.
-
-An eth_getLogs answer is accepted only if every log lies in the range and matches the filter,
-the header of ``toBlock`` (asked in the same JSON-RPC batch) exists, the blockHash of every
-block holding logs equals the canonical header's hash, and ``toBlock`` holds no log although its
-logsBloom says it may, unless its receipts (eth_getBlockReceipts) confirm that no log matches:
-blooms have false positives (a node that does not serve receipts: accepted after
-``BLOOM_RETRIES`` like answers).
+gives them back once it recovers). What is learned per endpoint lives in ``endpoint.py``, the
+plumbing of one request in ``transport.py``, eth_getLogs and the checks on its answers in
+``logs.py``.
 
 Every request is recorded in ``indexer_rpc_requests_total`` and
 ``indexer_rpc_request_duration_seconds``. Endpoint URLs may hold API keys (in the path, query,
-userinfo or a host label): only ``endpoint_label`` ever leaves this module, in errors, logs and
+userinfo or a host label): only ``endpoint_label`` ever leaves the client, in errors, logs and
 labels.
 """
 
@@ -25,140 +20,49 @@ import itertools
 import logging
 import os
 import random
-import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 
 from indexer import metrics
 from indexer.config import RpcEndpoint
-from indexer.rpc import bloom, wire
-from indexer.rpc.endpoint import COOL_DOWN, EndpointState, Limiter
+from indexer.rpc import wire
+from indexer.rpc.endpoint import COOL_DOWN
 from indexer.rpc.errors import (
     AnswerTooLarge,
     BadAnswer,
-    MethodUnsupported,
-    NodeBehind,
     RangeTooLarge,
     RateLimited,
     RpcError,
-    RpcFatal,
     RpcServerError,
     RpcTimeout,
     RpcTransportError,
     classify,
 )
+from indexer.rpc.logs import LogsAnswer, LogsReader
+from indexer.rpc.transport import (
+    _check_block,
+    _Endpoint,
+    _http_post,
+    _method_label,
+    _result,
+    _summary,
+    endpoint_label,
+)
 from indexer.types import BlockHeader, BlockRange, RawLog
+
+__all__ = ["Check", "LogsAnswer", "RpcClient", "endpoint_label"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 100
 DEFAULT_TIMEOUT = 30.0  # seconds; INDEXER_RPC_TIMEOUT overrides it
 MAX_RETRY_AFTER = 60.0  # seconds; a longer Retry-After is cut to this
-LOGS_CONCURRENCY = 16  # eth_getLogs requests in flight per client while splitting ranges
-MAX_HINT_PARTS = 16  # split a refused range into hint-sized parts only up to this many
-BLOOM_RETRIES = 2  # a bloom that says "maybe" against an empty answer is asked again this often
-HASH_RETRIES = 2  # answers whose blockHash differs from the canonical header, asked again
 SPLIT_AFTER = 2  # timeouts or unknown errors in a row on one eth_getLogs range: ask for halves
 HEALTHY_SHARE = 0.3  # an endpoint scoring below this share of the best one is passed over
 _HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
-_TOKENISH = re.compile(r"^(?=.*\d)(?=.*[a-z])[a-z0-9_-]{16,}$", re.IGNORECASE)
-
-
-def _host(url: str) -> str | None:
-    try:
-        host = urlsplit(url).hostname
-    except ValueError:
-        return None
-    if host is None:
-        return None
-    # A key may be a host label (https://KEY.provider.example): keep only readable labels.
-    return ".".join("***" if _TOKENISH.match(p) else p for p in host.split("."))
-
-
-def endpoint_label(url: str, index: int) -> str:
-    """``"0:api.avax.network"``: index and host only, never path, query or userinfo; a host
-    label that looks like a key is shown as ``***``."""
-    return f"{index}:{_host(url) or 'unknown'}"
-
-
-def _secrets_of(url: str) -> tuple[str, ...]:
-    parts = urlsplit(url)
-    found = [url, parts.path if len(parts.path) > 1 else "", parts.query, parts.password or ""]
-    if parts.username:
-        found.append(parts.username)
-    found += [p for p in parts.path.split("/") if len(p) >= 8]
-    found += [p.split("=", 1)[-1] for p in parts.query.split("&") if "=" in p]
-    try:
-        host = parts.hostname or ""
-    except ValueError:
-        host = ""
-    found += [p for p in host.split(".") if _TOKENISH.match(p)]
-    return tuple(sorted({s for s in found if len(s) >= 4}, key=len, reverse=True))
-
-
-@dataclass(slots=True)
-class LogsAnswer:
-    """A checked eth_getLogs answer: the logs in (blockNumber, logIndex) order and the
-    canonical headers of every block holding one of them (plus the ``toBlock`` of each
-    request), whose hashes the logs' blockHash matched."""
-
-    logs: list[RawLog]
-    headers: dict[int, BlockHeader]
-
-
-@dataclass(frozen=True, slots=True)
-class _Filter:
-    params: dict[str, Any]
-    addresses: frozenset[str] | None
-    topic0s: frozenset[str] | None
-    address_bytes: tuple[bytes, ...] | None
-    topic_bytes: tuple[bytes, ...] | None
-
-
-class _OverCap(Exception):  # noqa: N818  (a signal, not an error)
-    """The range is over what the chosen endpoint accepts: split it before asking."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__(size)
-        self.size = size
-
-
-class _Endpoint:
-    def __init__(self, cfg: RpcEndpoint, index: int) -> None:
-        self.url = cfg.url
-        self.index = index
-        self.label = endpoint_label(cfg.url, index)
-        rps = cfg.max_requests_per_second
-        self.state = EndpointState(Limiter(rps if rps and rps > 0 else None,
-                                           cfg.max_batch_size or DEFAULT_BATCH_SIZE))
-        self.batch_logs = (cfg.max_batch_size or DEFAULT_BATCH_SIZE) >= 2
-        self.receipts = True  # serves eth_getBlockReceipts (until it says otherwise)
-        self.secrets = _secrets_of(cfg.url)
-
-    @property
-    def batch_size(self) -> int:
-        return self.state.limiter.batch
-
-    def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
-
-
-def _summary(params: Sequence[Any]) -> str:
-    text = orjson.dumps(params).decode()
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _method_label(calls: Sequence[tuple[str, list[Any]]]) -> str:
-    first = calls[0][0]
-    return first if all(m == first for m, _ in calls) else "batch"
 
 
 Check = Callable[[Any], None]
@@ -193,7 +97,7 @@ class RpcClient:
         self.max_answer_bytes = max_answer_bytes
         self._ids = itertools.count(1)
         self._session: aiohttp.ClientSession | None = None
-        self._logs_slots = asyncio.Semaphore(LOGS_CONCURRENCY)
+        self._logs = LogsReader(self)
         for ep in self._endpoints:
             metrics.RPC_ENDPOINT_UP.labels(chain=chain, endpoint=ep.label).set(1)
             metrics.RPC_ENDPOINT_HEALTH.labels(chain=chain, endpoint=ep.label).set(1)
@@ -272,144 +176,12 @@ class RpcClient:
         *, tip: BlockHeader | None = None,
     ) -> LogsAnswer:
         """``get_logs`` with the canonical headers of the blocks holding logs, every blockHash
-        checked against them (see the module docstring for every check). ``tip``: the header
+        checked against them (see ``logs.py`` for every check). ``tip``: the header
         of ``rng.end`` when the caller has just read it (the live tail's head), used instead of
         asking for it on the first attempt."""
-        flt = _filter(addresses, topic0s)
-        for attempt in range(HASH_RETRIES + 1):
-            parts = await self._logs(rng, flt, tip if attempt == 0 else None)
-            logs = parts[0][0] if len(parts) == 1 else [lg for p in parts for lg in p[0]]
-            blocks: dict[int, str] = {}
-            headers: dict[int, BlockHeader] = {}
-            for _, held, tip in parts:
-                blocks.update(held)
-                headers[tip.number] = tip
-            missing = [n for n in blocks if n not in headers]
-            if missing:
-                headers.update(await self.get_headers(missing))
-            wrong = [n for n, h in blocks.items() if _hash_hex(headers[n]) != h.lower()]
-            if not wrong:
-                return LogsAnswer(logs, headers)
-            metrics.RPC_ANSWER_REJECTED.labels(
-                chain=self.chain, endpoint="any", reason="block_hash").inc()
-            log.warning("%s: eth_getLogs %s: blockHash of block %d differs from the canonical "
-                        "header (attempt %d); asking again", self.chain, rng, wrong[0],
-                        attempt + 1)
-        raise BadAnswer(f"blockHash of block {wrong[0]} differs from the canonical header "
-                        f"after {HASH_RETRIES + 1} attempts", method="eth_getLogs",
-                        what=str(rng), reason="block_hash")
+        return await self._logs.checked(rng, addresses, topic0s, tip=tip)
 
-    # -- eth_getLogs with range splitting ------------------------------------------------
-
-    async def _logs(
-        self, rng: BlockRange, flt: _Filter, known: BlockHeader | None = None
-    ) -> list[tuple[list[RawLog], dict[int, str], BlockHeader]]:
-        """Answers for consecutive parts of ``rng``: (logs, block -> hash, toBlock header)."""
-        try:
-            async with self._logs_slots:
-                return [await self._logs_once(rng, flt, known)]
-        except _OverCap as e:
-            parts = _parts(rng, e.size)
-        except RangeTooLarge as e:
-            if len(rng) == 1:
-                raise RpcFatal(f"a single block is too large to fetch: {e.detail}",
-                               endpoint=e.endpoint, method=e.method, what=e.what) from e
-            parts = _split(rng, e.hint)
-        answers = await asyncio.gather(
-            *(self._logs(p, flt, known if p.end == rng.end else None) for p in parts))
-        return [part for answer in answers for part in answer]
-
-    async def _logs_once(
-        self, rng: BlockRange, flt: _Filter, known: BlockHeader | None = None
-    ) -> tuple[list[RawLog], dict[int, str], BlockHeader]:
-        params = [{**flt.params, "fromBlock": hex(rng.start), "toBlock": hex(rng.end)}]
-        tip_params = [hex(rng.end), False]
-        laggards = [0]  # answers refused on the bloom so far
-
-        async def attempt(ep: _Endpoint) -> tuple[list[RawLog], dict[int, str], BlockHeader]:
-            cap = ep.state.ranges.cap
-            if cap is not None and len(rng) > cap:
-                raise _OverCap(cap)
-            if known is not None and known.number == rng.end:
-                tip_raw, logs = None, await self._single(ep, "eth_getLogs", params, rng)
-            elif ep.batch_logs:
-                tip_raw, logs = await self._logs_batch(ep, params, tip_params, rng)
-            else:
-                tip_raw, logs = await asyncio.gather(
-                    self._single(ep, "eth_getBlockByNumber", tip_params, None),
-                    self._single(ep, "eth_getLogs", params, rng))
-            blocks = wire.check_logs(logs, rng, flt.addresses, flt.topic0s)
-            if known is not None and known.number == rng.end:
-                tip = known
-            else:
-                if tip_raw is None:
-                    raise NodeBehind(f"the node has no block {rng.end} yet")
-                tip = wire.parse_header(tip_raw)
-                if tip.number != rng.end:
-                    raise BadAnswer(f"asked for block {rng.end}, got block {tip.number}")
-            seen = blocks.get(rng.end)
-            if seen is not None and seen.lower() != _hash_hex(tip):
-                raise BadAnswer(f"blockHash of block {rng.end} differs from its header",
-                                reason="block_hash")
-            if (
-                seen is None and tip.logs_bloom is not None
-                and bloom.may_match(tip.logs_bloom, flt.address_bytes, flt.topic_bytes)
-                and not await self._confirmed_empty(ep, tip, flt, laggards)
-            ):
-                err = NodeBehind(f"no log in block {rng.end} although its logsBloom says it "
-                                 "may hold one (a lagging node?)")
-                err.reason = "bloom"
-                raise err
-            ep.state.ranges.on_ok(len(rng), len(logs))
-            self._gauge_range(ep)
-            return logs, blocks, tip
-
-        result: tuple[list[RawLog], dict[int, str], BlockHeader] = await self._retrying(
-            "eth_getLogs", str(rng), attempt, requested=rng)
-        return result
-
-    async def _confirmed_empty(
-        self, ep: _Endpoint, tip: BlockHeader, flt: _Filter, laggards: list[int]
-    ) -> bool:
-        """Whether ``tip`` truly holds no matching log although its bloom says "maybe" (blooms
-        have false positives): its receipts say so. Where eth_getBlockReceipts is not served,
-        an empty answer is accepted after BLOOM_RETRIES asks."""
-        if ep.receipts:
-            try:
-                receipts = await self._single(
-                    ep, "eth_getBlockReceipts", [hex(tip.number)], None)
-            except (MethodUnsupported, RpcFatal):
-                ep.receipts = False
-            except RpcError:
-                return False  # ask again
-            else:
-                if isinstance(receipts, list):
-                    return not any(_matches(lg, flt) for rc in receipts if isinstance(rc, dict)
-                                   for lg in rc.get("logs") or ()
-                                   if lg.get("blockHash", "").lower() == _hash_hex(tip))
-        laggards[0] += 1
-        return laggards[0] > BLOOM_RETRIES
-
-    async def _logs_batch(
-        self, ep: _Endpoint, params: list[Any], tip_params: list[Any], rng: BlockRange
-    ) -> tuple[Any, Any]:
-        """eth_getBlockByNumber(toBlock) and eth_getLogs in one batch (the logs last, so a large
-        answer is parsed in slices)."""
-        ids = (next(self._ids), next(self._ids))
-        body = orjson.dumps([
-            {"jsonrpc": "2.0", "id": ids[0], "method": "eth_getBlockByNumber",
-             "params": tip_params},
-            {"jsonrpc": "2.0", "id": ids[1], "method": "eth_getLogs", "params": params},
-        ])
-        doc = await self._post(ep, body, rng)
-        if type(doc) is dict and "error" in doc:  # the whole batch was refused
-            err = classify(200, doc["error"], None, None, requested=rng)
-            if not err.retryable or isinstance(err, RpcServerError):
-                ep.batch_logs = False  # this endpoint takes no batches: ask one by one
-                raise RpcServerError(f"batch refused ({err.detail}); asking without batches")
-            raise err
-        replies = wire.check_batch_answer(doc, ids)
-        return _result(replies[ids[0]], None), _result(replies[ids[1]], rng)
+    # -- requests and retries ------------------------------------------------------------
 
     async def _single(
         self, ep: _Endpoint, method: str, params: list[Any], requested: BlockRange | None
@@ -423,8 +195,6 @@ class RpcClient:
         if doc.get("id") != rid:
             raise BadAnswer(f"reply id {doc.get('id')!r:.40} does not match request {rid}")
         return result
-
-    # -- requests and retries ------------------------------------------------------------
 
     async def _call(self, method: str, params: list[Any], *, check: Check | None = None) -> Any:
         async def attempt(ep: _Endpoint) -> Any:
@@ -600,123 +370,12 @@ class RpcClient:
             ep.state.ranges.size)
 
     async def _post(self, ep: _Endpoint, body: bytes, requested: BlockRange | None) -> Any:
-        """POST ``body``; the decoded JSON of a 200 answer, else the classified error."""
-        session = self._open()
-        try:
-            async with session.post(ep.url, data=body, timeout=self._timeout) as resp:
-                limit = (
-                    self.max_answer_bytes if requested is not None and len(requested) > 1
-                    else None
-                )
-                raw = await _read(resp, limit)
-                status = resp.status
-                headers = resp.headers
-        except TimeoutError:
-            raise RpcTimeout(f"no answer within {self._timeout.total}s") from None
-        except aiohttp.ClientError as e:
-            # aiohttp messages may quote the URL: keep only the kind and the OS reason.
-            reason = getattr(e, "strerror", None) or getattr(
-                getattr(e, "os_error", None), "strerror", None)
-            detail = f"{type(e).__name__}: {reason}" if reason else type(e).__name__
-            raise RpcTransportError(detail) from None
-        if status != 200:
-            raise classify(status, _error_of(raw), raw[:300].decode("utf-8", "replace"), headers,
-                           requested=requested)
-        try:
-            return wire.loads(raw)
-        except orjson.JSONDecodeError:
-            raise RpcTransportError(f"truncated or non-JSON body ({len(raw)} bytes)") from None
+        """POST ``body`` to ``ep``; an answer over several blocks is read up to the memory cap."""
+        limit = self.max_answer_bytes if requested is not None and len(requested) > 1 else None
+        return await _http_post(self._open(), ep.url, body, self._timeout, limit, requested)
 
     def _record(self, ep: _Endpoint, method: str, outcome: str, started: float) -> None:
         metrics.RPC_REQUESTS.labels(
             chain=self.chain, endpoint=ep.label, method=method, outcome=outcome).inc()
         metrics.RPC_DURATION.labels(chain=self.chain, endpoint=ep.label, method=method).observe(
             time.perf_counter() - started)
-
-
-def _filter(addresses: Sequence[str] | None, topic0s: Sequence[str] | None) -> _Filter:
-    params: dict[str, Any] = {}
-    if addresses is not None:
-        params["address"] = list(addresses)
-    if topic0s is not None:
-        params["topics"] = [list(topic0s)]
-    addrs = None if addresses is None else frozenset(a.lower() for a in addresses)
-    topics = None if topic0s is None else frozenset(t.lower() for t in topic0s)
-    return _Filter(
-        params, addrs, topics,
-        None if addrs is None else tuple(bytes.fromhex(a[2:]) for a in addrs),
-        None if topics is None else tuple(bytes.fromhex(t[2:]) for t in topics),
-    )
-
-
-def _matches(lg: Any, flt: _Filter) -> bool:
-    if not isinstance(lg, dict):
-        return False
-    addr, topics = str(lg.get("address", "")).lower(), lg.get("topics") or []
-    if flt.addresses is not None and addr not in flt.addresses:
-        return False
-    return flt.topic0s is None or bool(topics) and str(topics[0]).lower() in flt.topic0s
-
-
-def _hash_hex(header: BlockHeader) -> str:
-    return "0x" + header.hash.hex()
-
-
-def _parts(rng: BlockRange, size: int) -> list[BlockRange]:
-    """``rng`` in pieces of ``size`` blocks; past MAX_HINT_PARTS pieces, in MAX_HINT_PARTS
-    pieces that are multiples of ``size`` (each split again when asked)."""
-    count = -(-len(rng) // size)
-    if count <= MAX_HINT_PARTS:
-        return list(rng.chunks(size))
-    return list(rng.chunks(size * -(-count // MAX_HINT_PARTS)))
-
-
-def _result(reply: dict[str, Any], requested: BlockRange | None) -> Any:
-    if "error" in reply and reply["error"] is not None:
-        error = reply["error"]
-        raise classify(200, error if isinstance(error, dict) else {"message": str(error)}, None,
-                       None, requested=requested)
-    if "result" not in reply:
-        raise BadAnswer("reply holds neither result nor error")
-    return reply["result"]
-
-
-async def _read(resp: aiohttp.ClientResponse, limit: int | None) -> bytes:
-    """The body, or AnswerTooLarge as soon as it grows past ``limit`` bytes."""
-    if limit is None or resp.status != 200:
-        return await resp.read()
-    if resp.content_length is not None and resp.content_length > limit:
-        raise AnswerTooLarge(f"answer of {resp.content_length >> 20} MB is over the "
-                             f"{limit >> 20} MB cap")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in resp.content.iter_chunked(1 << 20):
-        size += len(chunk)
-        if size > limit:
-            raise AnswerTooLarge(f"answer over the {limit >> 20} MB cap")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _error_of(raw: bytes) -> dict[str, Any] | None:
-    """The JSON-RPC error object of a non-200 body, if it has one."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    error = doc.get("error") if isinstance(doc, dict) else None
-    return error if isinstance(error, dict) else None
-
-
-def _check_block(block: Any) -> None:
-    if block is None:
-        raise NodeBehind("the node has no such block yet")
-
-
-def _split(rng: BlockRange, hint: BlockRange | None) -> list[BlockRange]:
-    """Parts of a refused range, in order: hint-sized pieces when few, else halves."""
-    if hint is None:
-        return list(rng.halves())
-    if -(-len(rng) // len(hint)) <= MAX_HINT_PARTS:
-        return list(rng.chunks(len(hint)))
-    return [hint, BlockRange(hint.end + 1, rng.end)]
