@@ -2,23 +2,27 @@
 random reorgs replace the top of the chain; at the end every table must equal the chain.
 
     scripts/soak [--duration 300] [--finality-depth 5] [--deep] [--reorg-every 8] [--seed N]
-                 [--hosts 1] [--workers 1] [--kill-every SECONDS]
+                 [--pair-every 20] [--hosts 1] [--workers 1] [--kill-every SECONDS]
 
 Starts anvil (--block-time 1), deploys the demo system (WETH9, Uniswap V2 factory, router and
 pairs, two ERC-20 tokens), writes a copy of chains/anvil.yaml with the finality depth and starts
 `indexer run` on it into a fresh database (admin URL: DATABASE_URL, else the test Postgres).
-Traffic rounds go on back to back; every --reorg-every seconds on average the top 1..depth
-blocks are replaced by a branch with other transactions, by one of anvil_reorg (same length or
+Traffic rounds go on back to back, with a new Uniswap pair (a factory child) every
+--pair-every seconds on average. Every --reorg-every seconds on average the top 1..depth blocks
+are replaced by a branch with other transactions, by one of anvil_reorg (same length or
 longer), anvil_rollback and mining (shorter or longer) or evm_revert to a snapshot and mining.
-With --deep, one reorg in five goes deeper than the finality depth. --hosts N runs N
-`indexer run` processes (each with --workers W) sharing one Redis: they split the backfill and
-one of them leads the live tail. --kill-every kills a random one of them (SIGKILL of its process
-group, so a leader, a parent or its workers die mid-work) every so many seconds on average and
-starts it again 0 to 3 seconds later: reorgs then also happen while it is down, and the live
-tail changes hands. After --duration seconds
-traffic and mining stop; once the indexer holds the head block and every source is done up to
-it, the event tables, the stored block headers and the factory children are compared with the
-chain. Prints a summary and exits 1 on any difference. Not part of CI.
+With --deep, one reorg in five goes deeper than the finality depth.
+
+--hosts N runs N `indexer run` processes (each with --workers W) sharing one Redis: they split
+the backfill and one of them leads the live tail. --kill-every kills a random one of them
+(SIGKILL of its process group: a leader, a parent or its workers die mid-work) every so many
+seconds on average and starts it again 0 to 3 seconds later, so reorgs also happen while it is
+down and the live tail changes hands.
+
+After --duration seconds traffic and mining stop; once the indexer holds the head block and
+every source is done up to it, the event tables, the stored block headers and the factory
+children are compared with the chain. Prints a summary and exits 1 on any difference. Not part
+of CI.
 """
 
 from __future__ import annotations
@@ -43,7 +47,14 @@ sys.path.insert(0, str(REPO))
 
 from tests.integration.test_end_to_end import SCHEMA, demo_sources  # noqa: E402
 from tests.support.cli import env_for, start_indexer, stop, wait_for, write_chain  # noqa: E402
-from tests.support.contracts import Deployed, Deployer  # noqa: E402
+from tests.support.contracts import (  # noqa: E402
+    ACCOUNT0,
+    Deployed,
+    Deployer,
+    deploy_contract,
+    receipt,
+    send,
+)
 from tests.support.reference import assert_tables_equal, expected_rows, read_tables  # noqa: E402
 from tests.support.reorg import (  # noqa: E402
     Reorg,
@@ -67,7 +78,7 @@ from tests.support.services import (  # noqa: E402
     fresh_database,
     redis_url_for_tests,
 )
-from tests.support.traffic import run_traffic  # noqa: E402
+from tests.support.traffic import DEADLINE, E18, MAX_UINT, run_traffic  # noqa: E402
 
 KINDS = ("same", "longer", "shorter", "snapshot")
 
@@ -87,6 +98,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reorg-every", type=float, default=8, metavar="SECONDS",
                    help="mean time between reorgs (default 8)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: time)")
+    p.add_argument("--pair-every", type=float, default=20, metavar="SECONDS",
+                   help="mean time between new Uniswap pairs (factory children) created near"
+                        " the head, where reorgs can drop them (default 20; 0: none)")
     p.add_argument("--hosts", type=int, default=1, metavar="N",
                    help="indexer processes sharing the work through Redis (default 1)")
     p.add_argument("--workers", type=int, default=1, metavar="W",
@@ -113,6 +127,7 @@ class Tally:
     kinds: Counter[str] = field(default_factory=Counter)
     rounds: int = 0
     traffic_errors: int = 0
+    pairs: int = 0
 
     @property
     def max_depth(self) -> int:
@@ -147,6 +162,25 @@ class Soak:
         if self.snap is None or head(self.d.rpc) - self.snap[1] > self.args.max_depth:
             with mining_paused(self.d.rpc):
                 self.snap = (snapshot(self.d.rpc), head(self.d.rpc))
+
+    def new_pair(self) -> None:
+        """A new token and its pair with DemoToken A, made through the router: a PairCreated
+        (a factory child) and the pair's first events in blocks a later reorg may replace."""
+        d = self.d
+        self.tally.pairs += 1
+        n = self.tally.pairs
+        try:
+            token = deploy_contract(d.url, "TestToken", f"Soak {n}", f"SK{n}", 10**9 * E18)
+            receipt(d.rpc, send(d.rpc, ACCOUNT0, token.address,
+                                token.encode_abi("approve", [d.addresses.router, MAX_UINT])))
+            data = d.router.encode_abi("addLiquidity", [
+                token.address, d.addresses.token_a, 1_000 * E18, 1_000 * E18, 0, 0, ACCOUNT0,
+                DEADLINE])
+            got = receipt(d.rpc, send(d.rpc, ACCOUNT0, d.addresses.router, data, gas=5_000_000))
+            print(f"  new pair SK{n}/DTA in block {int(got['blockNumber'], 16)}", flush=True)
+        except RuntimeError as e:  # a reorg dropped the token or its approval: counted
+            self.tally.traffic_errors += 1
+            print(f"  new pair SK{n} failed: {str(e)[:200]}", flush=True)
 
     def reorg(self) -> Reorg | None:
         depth = min(self.depth(), head(self.d.rpc) - self.floor - 1)
@@ -296,6 +330,8 @@ def check(d: Deployed, database_url: str) -> tuple[list[str], int]:
 def drive(args: argparse.Namespace, soak: Soak, fleet: Fleet, database_url: str) -> None:
     start = time.monotonic()
     next_reorg = start + soak.rng.expovariate(1 / args.reorg_every)
+    next_pair = start + soak.rng.expovariate(1 / args.pair_every) if args.pair_every > 0 \
+        else float("inf")
     next_report = start + 10
     while (now := time.monotonic()) - start < args.duration:
         fleet.alive()
@@ -303,6 +339,9 @@ def drive(args: argparse.Namespace, soak: Soak, fleet: Fleet, database_url: str)
         if now >= next_reorg:
             soak.reorg()
             next_reorg = now + soak.rng.expovariate(1 / args.reorg_every)
+        if now >= next_pair:
+            soak.new_pair()
+            next_pair = now + soak.rng.expovariate(1 / args.pair_every)
         soak.traffic()
         if now >= next_report:
             tops = coverage(database_url)
@@ -321,7 +360,8 @@ def report(args: argparse.Namespace, soak: Soak, fleet: Fleet, database_url: str
         f"seed {args.seed}, finality_depth {fd}, {args.duration:.0f}s; {args.hosts} indexer"
         f" process(es) of {args.workers} worker(s); {fleet.kills} killed",
         f"blocks: {head(soak.d.rpc)}; events: {events}; traffic rounds: {t.rounds}"
-        f" ({t.traffic_errors} failed)",
+        f" ({t.traffic_errors} failed, new pairs included); new pairs tried: {t.pairs},"
+        f" pairs on the chain at the end: {len(soak.d.pairs())}",
         f"reorgs made: {len(t.made)} ({', '.join(f'{k} {n}' for k, n in sorted(t.kinds.items()))});"
         f" max depth {t.max_depth}; deeper than finality: {sum(r.depth > fd for r in t.made)}",
         f"reorgs the indexer recorded: {len(recorded)}; max depth"
