@@ -78,6 +78,8 @@ class LeaseBoard(Protocol):
 
     async def raise_fence(self, chain: str, floor: int) -> None: ...
 
+    async def forget_done(self, chain: str, above: int) -> int: ...
+
     async def close(self) -> None: ...
 
 
@@ -189,6 +191,19 @@ class MemoryLeaseBoard:
 
     async def raise_fence(self, chain: str, floor: int) -> None:
         self._fence[chain] = max(self._fence.get(chain, 0), floor)
+
+    async def forget_done(self, chain: str, above: int) -> int:
+        """Drop the done markers of ``chain`` reaching above block ``above`` (a reorg repair
+        deleted those blocks' rows): their blocks can be claimed again at once."""
+        dropped = 0
+        for (c, group) in list(self._entries):
+            if c != chain:
+                continue
+            entries = self._live(c, group)
+            for token in [t for t, e in entries.items() if e.done and e.end > above]:
+                del entries[token]
+                dropped += 1
+        return dropped
 
     async def close(self) -> None:
         return None
@@ -318,6 +333,19 @@ end
 return out
 """
 
+_FORGET_DONE = _LUA_COMMON + """
+local n = 0
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local f = fields(all[i + 1])
+  if f[6] == '1' and tonumber(f[2]) > tonumber(ARGV[1]) then
+    redis.call('HDEL', KEYS[1], all[i])
+    n = n + 1
+  end
+end
+return n
+"""
+
 _RAISE_FENCE = """
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
@@ -344,6 +372,7 @@ class RedisLeaseBoard:
         self._heartbeat = self.redis.register_script(_HEARTBEAT)
         self._live = self.redis.register_script(_LIVE)
         self._raise = self.redis.register_script(_RAISE_FENCE)
+        self._forget_done = self.redis.register_script(_FORGET_DONE)
 
     async def claim(
         self, chain: str, group: str, candidates: Sequence[BlockRange], size: int, worker: str
@@ -396,6 +425,15 @@ class RedisLeaseBoard:
 
     async def raise_fence(self, chain: str, floor: int) -> None:
         await self._raise(keys=[self.keys.fence(chain)], args=[floor])
+
+    async def forget_done(self, chain: str, above: int) -> int:
+        """Drop the done markers of ``chain`` reaching above block ``above`` (see
+        ``MemoryLeaseBoard.forget_done``)."""
+        dropped = 0
+        for raw in await self.redis.smembers(self.keys.groups(chain)):
+            dropped += int(await self._forget_done(
+                keys=[self.keys.leases(chain, raw.decode())], args=[above]))
+        return dropped
 
     async def forget(self, chain: str) -> int:
         """Delete every key of ``chain`` (after ``indexer reset``)."""

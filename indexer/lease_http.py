@@ -80,6 +80,8 @@ class LeaseServer:
             out = await b.workers(a["chain"])
         elif op == "raise_fence":
             await b.raise_fence(a["chain"], a["floor"])
+        elif op == "forget_done":
+            out = await b.forget_done(a["chain"], a["above"])
         else:
             raise web.HTTPNotFound()
         return web.Response(body=orjson.dumps(out), content_type="application/json")
@@ -123,6 +125,9 @@ class HttpLeaseBoard:
 
     async def raise_fence(self, chain: str, floor: int) -> None:
         await self._call("raise_fence", chain=chain, floor=floor)
+
+    async def forget_done(self, chain: str, above: int) -> int:
+        return int(await self._call("forget_done", chain=chain, above=above))
 
     async def close(self) -> None:
         if self._session is not None:

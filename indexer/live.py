@@ -467,6 +467,10 @@ class LiveFollower:
         repair = Repair(keep, old_tip, head.number if head else old_tip, deep,
                         old.hash if old else None, theirs)
         deleted = await rollback(self.host.db, self.chain.chain_id, repair, fence)
+        # Backfill units released done above the fork are claimable again at once (else only
+        # when their markers expire); Postgres, already trimmed, stays the record of what is done.
+        with contextlib.suppress(*BOARD_ERRORS):
+            await self.host.board.forget_done(self.chain.name, keep)
         rows = sum(n for t, n in deleted.items() if not t.startswith("indexer."))
         metrics.REORGS.labels(**self.labels).inc()
         metrics.REORG_DEPTH.labels(**self.labels).set(depth)

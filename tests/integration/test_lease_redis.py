@@ -10,6 +10,7 @@ import pytest
 
 from indexer.lease import LeaseLost, RedisLeaseBoard
 from indexer.types import BlockRange as R
+from tests.unit.test_lease import forget_done_scenario
 
 
 @pytest.fixture
@@ -93,4 +94,13 @@ async def test_databases_sharing_a_redis_do_not_see_each_others_leases(redis_url
         await a.forget("anvil")
         await b.forget("anvil")
         await a.close()
+        await b.close()
+
+
+async def test_forget_done_frees_the_blocks_above_a_fork(redis_url):
+    b = RedisLeaseBoard(redis_url, namespace=secrets.token_hex(4), ttl=30, done_ttl=60)
+    try:
+        await forget_done_scenario(b, "anvil")
+    finally:
+        await b.forget("anvil")
         await b.close()

@@ -1,6 +1,7 @@
 import pytest
 
 from indexer.lease import LeaseLost, MemoryLeaseBoard, pick
+from indexer.lease_http import HttpLeaseBoard, LeaseServer
 from indexer.types import BlockRange as R
 
 
@@ -104,3 +105,35 @@ async def test_workers_alive_are_those_with_a_recent_heartbeat(board):
     assert await b.workers("c") == ["w1", "w2"]
     clock.now += 6
     assert await b.workers("c") == ["w2"]
+
+
+async def forget_done_scenario(b, chain: str) -> None:
+    """Done markers reaching above the fork go; those under it, held leases and other groups'
+    markers under it stay."""
+    for _ in range(2):
+        await b.release(await b.claim(chain, "main", [R(0, 99)], 10, "w1"), done=True)
+    held = await b.claim(chain, "main", [R(0, 99)], 10, "w1")
+    await b.release(await b.claim(chain, "children:F", [R(0, 9)], 10, "w1"), done=True)
+    assert held.range == R(20, 29)
+    assert await b.forget_done(chain, 14) == 1  # main 10-19 only
+    assert (await b.claim(chain, "main", [R(0, 99)], 10, "w2")).range == R(10, 19)
+    assert await b.claim(chain, "children:F", [R(0, 9)], 10, "w2") is None
+    await b.extend(held)  # a lease being worked on is not touched
+    assert [(h.group, h.range, h.done) for h in await b.held(chain)] == [
+        ("children:F", R(0, 9), True), ("main", R(0, 9), True), ("main", R(10, 19), False),
+        ("main", R(20, 29), False)]
+
+
+async def test_forget_done_frees_the_blocks_above_a_fork(board):
+    b, _ = board
+    await forget_done_scenario(b, "c")
+
+
+async def test_forget_done_through_the_workers_board_of_one_host():
+    server = LeaseServer(MemoryLeaseBoard(ttl=10, done_ttl=60))
+    board = HttpLeaseBoard(await server.start())
+    try:
+        await forget_done_scenario(board, "c")
+    finally:
+        await board.close()
+        await server.stop()
