@@ -321,7 +321,8 @@ async def _largest_batch(rpc: _Rpc) -> int | None:
 async def _probe_ws(url: str, chain_id: int) -> str:
     label = endpoint_label(url, 0)
     try:
-        async with aiohttp.ClientSession() as session, session.ws_connect(url, timeout=10) as ws:
+        async with aiohttp.ClientSession() as session, session.ws_connect(
+            url, timeout=aiohttp.ClientWSTimeout(ws_close=10.0)) as ws:
             await ws.send_bytes(orjson.dumps(
                 {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}))
             got = await ws.receive_json(timeout=10)

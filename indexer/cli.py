@@ -186,9 +186,14 @@ async def _run_workers(args: argparse.Namespace) -> int:
     log.info("started %d workers (lease board: %s)", len(procs),
              "Redis" if server is None else "this process")
     loop = asyncio.get_running_loop()
+
+    def forward(sig: int) -> None:
+        for p in procs:
+            if p.returncode is None:
+                p.send_signal(sig)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda s=sig: [p.send_signal(s) for p in procs
-                                                    if p.returncode is None])
+        loop.add_signal_handler(sig, forward, sig)
     try:
         codes = [await p.wait() for p in procs]
     finally:

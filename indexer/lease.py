@@ -381,7 +381,7 @@ class RedisLeaseBoard:
             return None
         token = new_token()
         worker = _clean(worker)
-        args: list[object] = [self._ttl_ms(group), max(1, size), worker, token]
+        args: list[str | int] = [self._ttl_ms(group), max(1, size), worker, token]
         for c in candidates:
             args += [c.start, c.end]
         args.append(group)
@@ -409,10 +409,9 @@ class RedisLeaseBoard:
 
     async def held(self, chain: str) -> list[Holding]:
         out: list[Holding] = []
-        for raw in await self.redis.smembers(self.keys.groups(chain)):
-            group = raw.decode()
+        for group in await self._groups(chain):
             for v in await self._live(keys=[self.keys.leases(chain, group)], args=[]):
-                s, e, fence, worker, _, done = v.decode().split()
+                s, e, fence, worker, _, done = bytes(v).decode().split()
                 out.append(Holding(group, BlockRange(int(s), int(e)), worker, int(fence), done == "1"))
         return sorted(out, key=lambda h: (h.group, h.range))
 
@@ -430,10 +429,14 @@ class RedisLeaseBoard:
         """Drop the done markers of ``chain`` reaching above block ``above`` (see
         ``MemoryLeaseBoard.forget_done``)."""
         dropped = 0
-        for raw in await self.redis.smembers(self.keys.groups(chain)):
+        for group in await self._groups(chain):
             dropped += int(await self._forget_done(
-                keys=[self.keys.leases(chain, raw.decode())], args=[above]))
+                keys=[self.keys.leases(chain, group)], args=[above]))
         return dropped
+
+    async def _groups(self, chain: str) -> list[str]:
+        return [g.decode() if isinstance(g, bytes) else g
+                for g in await self.redis.smembers(self.keys.groups(chain))]
 
     async def forget(self, chain: str) -> int:
         """Delete every key of ``chain`` (after ``indexer reset``)."""

@@ -57,6 +57,8 @@ CHECKPOINT_EVERY = 1000  # every such block of the live tail stays in indexer.bl
 MAX_SPAN = 32  # blocks fetched and committed together while catching up
 PRUNE_EVERY = 256  # commits between prunes of indexer.blocks
 COMPACT_EVERY = 500  # commits between merges of range records
+# Failures the follower waits out (with backoff) while keeping its leadership.
+RETRY: tuple[type[BaseException], ...] = (RpcError, OSError, TimeoutError, *TRANSIENT_DB)
 
 
 class Host(Protocol):
@@ -145,11 +147,10 @@ class LiveFollower:
         finally:
             self.leading = False
             metrics.LIVE_LEADER.labels(**self.labels).set(0)
-            for t in (follow, keep, heads):
-                if t is not None:
-                    t.cancel()
-            await asyncio.gather(follow, keep, *([heads] if heads else []),
-                                 return_exceptions=True)
+            tasks = [task for task in (follow, keep, heads) if task is not None]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self._drop_connection()
             await self.leadership.release(lease)
 
@@ -188,7 +189,7 @@ class LiveFollower:
                 log.debug("%s: live tail: %s; re-reading what is done", self.chain.name, e)
                 reload = True
                 continue
-            except (RpcError, OSError, TimeoutError, *TRANSIENT_DB) as e:
+            except RETRY as e:
                 if isinstance(e, RpcError) and not e.retryable:
                     raise
                 await self._drop_connection()

@@ -22,7 +22,7 @@ def _bin(name: str) -> Path:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from pgserver._commands import POSTGRES_BIN_PATH  # type: ignore[import-untyped]
+            from pgserver._commands import POSTGRES_BIN_PATH
     except ImportError as e:  # pragma: no cover - depends on the install
         raise EmbeddedUnavailable(
             "DATABASE_URL is not set and the embedded Postgres is not installed: "
@@ -36,7 +36,7 @@ def start(home: Path = DEFAULT_HOME) -> str:
     _bin("postgres")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        import pgserver  # type: ignore[import-untyped]
+        import pgserver
 
     data = (home / "pgdata").resolve()
     data.parent.mkdir(parents=True, exist_ok=True)

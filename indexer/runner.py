@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from indexer import faults, metrics
@@ -33,7 +33,7 @@ COMPACT_EVERY = 500  # commits between merges of adjacent range records
 # Failures a unit is retried on after the RPC client's own retries: the RPC or the database
 # went away for a while, or Postgres chose this transaction as a deadlock victim. Nothing of
 # the unit was committed, so redoing it is safe.
-TRANSIENT = (RpcError, *TRANSIENT_DB, OSError)
+TRANSIENT: tuple[type[BaseException], ...] = (RpcError, *TRANSIENT_DB, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,7 +453,7 @@ class ChainRunner:
         self._head(head.number, head.number - self.chain.finality_depth)
         metrics.HEAD_AGE_SECONDS.labels(**self.labels).set(max(0.0, time.time() - head.timestamp))
 
-    def on_live_commit(self, rng: BlockRange, results: list[UnitResult]) -> None:
+    def on_live_commit(self, rng: BlockRange, results: Sequence[UnitResult]) -> None:
         for r in results:
             for s in r.unit.sources:
                 self.done[s] = merge([*self.done.get(s, []), rng])
