@@ -47,7 +47,7 @@ from indexer.reorg import (
 from indexer.rpc.errors import RpcError
 from indexer.rpc.heads import HeadSubscription
 from indexer.sink.postgres import TRANSIENT_DB, Fenced, RangeConflict, StaleBranch
-from indexer.sink.reorgs import prune_blocks, stored_blocks
+from indexer.sink.reorgs import prune_blocks, stored_block, stored_blocks
 from indexer.types import BlockHeader, BlockRange
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ class LiveFollower(Repairs):
         self.recent: dict[int, BlockHeader] = {}
         self.seen: dict[int, float] = {}  # block -> when the follower first learned of it
         self.lower_since: float | None = None
+        self.verified: tuple[bytes, int, bytes] | None = None
         self.commits = 0
         self.wake = wake or asyncio.Event()
         self.heads: HeadSubscription | None = None
@@ -107,8 +108,10 @@ class LiveFollower(Repairs):
                 self._trace.close()
 
     async def _while_leading(self, lease: Lease) -> None:
-        log.info("%s: live tail: following the head (poll every %.0f ms, fence %d)",
-                 self.chain.name, self.interval * 1000, lease.fence)
+        log.info("%s: live tail: following the head (poll every %.0f ms, fence %d%s)",
+                 self.chain.name, self.interval * 1000, lease.fence,
+                 "; finality_depth 0: watching the indexed blocks for reorgs only"
+                 if self.depth == 0 else "")
         self.leading = True
         metrics.LIVE_LEADER.labels(**self.labels).set(1)
         follow = asyncio.create_task(self._follow(lease.fence))
@@ -216,6 +219,10 @@ class LiveFollower(Repairs):
         if head is None:
             return True
         self.host.on_head(head)
+        if self.tip is None:  # nothing of its own to link to: the backfill's blocks are checked
+            await self._verify_stored(fence, head)
+        if self.depth == 0:  # every block is final: the backfill indexes them all
+            return True
         tip = self.tip
         for n in range(max(head.number - MAX_SPAN * 4, (tip.number + 1) if tip else 0),
                        head.number + 1):
@@ -266,6 +273,8 @@ class LiveFollower(Repairs):
         """Fetch, check and commit ``span``."""
         p = self.host.p
         prev = self.recent.get(span.start - 1)  # the live tail's own block, if it is there
+        if prev is None and self.tip is None:  # the first span: link it to the backfill's
+            prev = await stored_block(self.host.db, self.chain.chain_id, span.start - 1)
         span = live_cut(p.sources, self.host.done, span)
         units = live_units(p.sources, self.host.done, span)
         known = {span.end: head} if span.end == head.number else {}
@@ -349,9 +358,8 @@ async def _nothing(span: BlockRange) -> UnitResult:
     return UnitResult(Unit(span, ()), {}, [], 0, 0)
 
 
-def follower_for(host: Host, worker: str, wake: asyncio.Event | None = None) -> LiveFollower | None:
-    """The chain's follower, or None when the chain takes every block as final."""
-    if host.chain.finality_depth <= 0:
-        return None
+def follower_for(host: Host, worker: str, wake: asyncio.Event | None = None) -> LiveFollower:
+    """The chain's follower. With finality_depth 0 (every block final) it indexes nothing and
+    only watches for a reorg of what the backfill indexed, repaired as a deep one."""
     return LiveFollower(host, worker, wake=wake)
 

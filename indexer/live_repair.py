@@ -33,10 +33,12 @@ from indexer.pipeline import ChainPipeline, UnitResult
 from indexer.rpc.client import RpcClient
 from indexer.rpc.errors import RpcError
 from indexer.sink.postgres import TRANSIENT_DB, Database
-from indexer.sink.reorgs import Repair, rollback, stored_blocks
+from indexer.sink.reorgs import Repair, rollback, stored_block, stored_blocks
 from indexer.types import BlockHeader, BlockRange
 
 log = logging.getLogger("indexer.live")
+
+CHECKPOINTS_VERIFIED = 64  # newest backfill checkpoints compared while the follower has no block
 
 
 class Host(Protocol):
@@ -68,6 +70,7 @@ class Repairs:
     recent: dict[int, BlockHeader]
     labels: dict[str, str]
     lower_since: float | None
+    verified: tuple[bytes, int, bytes] | None  # (head hash, newest checkpoint, its hash) found good
 
     async def _at_or_below(self, head: BlockHeader, fence: int) -> None:
         """The head is not above the tip: nothing new, a reorg, or a node behind us."""
@@ -119,6 +122,26 @@ class Repairs:
         if theirs.hash != mine.hash:
             await self._repair(head, fence)
 
+    async def _verify_stored(self, fence: int, head: BlockHeader) -> None:
+        """With no block of its own (finality_depth 0, where the backfill indexes every block,
+        or before the live tail's first commit), compare the newest backfill checkpoints at or
+        below the head with the node's blocks. A checkpoint is the last block of a committed
+        unit, so a reorg of any indexed block changes one of them, also when a unit of the new
+        branch was committed above it since."""
+        page = await stored_blocks(self.host.db, self.chain.chain_id, live=False,
+                                   below=head.number + 1, limit=CHECKPOINTS_VERIFIED)
+        if not page:
+            return
+        key = (head.hash, page[0].number, page[0].hash)
+        if key == self.verified:
+            return  # same head, no new checkpoint: nothing new to compare
+        theirs = await self.host.rpc.get_headers([h.number for h in page])
+        if any(theirs[h.number].hash != h.hash for h in page):
+            self.verified = None
+            await self._repair(head, fence)
+        else:
+            self.verified = key
+
     async def _syncing(self) -> bool:
         try:
             return bool(await self.host.rpc.call("eth_syncing", []))
@@ -138,7 +161,8 @@ class Repairs:
         fork, compared = await self._fork(head)
         if not compared:
             return  # the node is behind everything stored: nothing to judge by
-        old_tip = self.tip.number if self.tip else head.number
+        old = self.tip or await stored_block(self.host.db, self.chain.chain_id)
+        old_tip = old.number if old else head.number
         if fork is None or old_tip - fork.number > self.depth:
             # Deeper than finality: ask once more after a moment before undoing final blocks,
             # so one bad answer of a lagging or flapping node cannot cause it.
@@ -159,7 +183,7 @@ class Repairs:
         """Delete everything above block ``keep`` (``fork``: its header when known) and go on
         from there."""
         head = head or await self.host.rpc.get_header("latest")
-        old = self.tip
+        old = self.tip or await stored_block(self.host.db, self.chain.chain_id)
         old_tip = old.number if old else keep
         depth = max(0, old_tip - keep)
         deep = depth > self.depth
@@ -188,8 +212,8 @@ class Repairs:
             log.warning("%s", detail)
         self.recent = {n: h for n, h in self.recent.items() if n <= keep}
         self.tip = self.recent[max(self.recent)] if self.recent else None
-        if self.tip is None and fork is not None:
-            self.tip = fork
+        if self.tip is None and fork is not None and self.depth > 0:
+            self.tip = fork  # go on from the fork (with finality_depth 0 the backfill does)
         for known in self.host.p.children.values():
             for addr in [a for a, b in known.items() if b > keep]:
                 del known[addr]

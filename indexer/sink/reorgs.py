@@ -40,6 +40,18 @@ async def stored_blocks(db: Database, chain_id: int, *, live: bool, below: int |
             for r in rows]
 
 
+async def stored_block(db: Database, chain_id: int, number: int | None = None) -> BlockHeader | None:
+    """The stored block (the live tail's or a backfill checkpoint) at ``number``, or the
+    highest stored one when ``number`` is None."""
+    r = await db.pool.fetchrow(
+        "SELECT number, hash, parent_hash, extract(epoch FROM timestamp)::bigint AS ts"
+        " FROM indexer.blocks WHERE chain_id = $1 AND number <= $2 ORDER BY number DESC LIMIT 1",
+        chain_id, number if number is not None else 2**62)
+    if r is None or (number is not None and r["number"] != number):
+        return None
+    return BlockHeader(r["number"], bytes(r["hash"]), bytes(r["parent_hash"]), r["ts"])
+
+
 async def reorg_epoch(db: Database, chain_id: int) -> int:
     return int(await db.pool.fetchval(
         "SELECT coalesce(max(reorg_epoch), 0) FROM indexer.chains WHERE chain_id = $1", chain_id))

@@ -219,6 +219,31 @@ def test_reorg_deeper_than_the_finality_depth_is_repaired_and_reported_loudly(
         assert [e for e in live.errors() if "reorg" in e.lower()], "no ERROR line for the deep reorg"
 
 
+def test_reorg_on_a_chain_taken_as_final_is_repaired_as_deep(
+    chain: Deployed, database_url: str, tmp_path: Path
+):
+    """finality_depth 0: the backfill indexes every block up to the head and no block is
+    followed one by one, yet a reorg of indexed blocks is found (from the backfill's
+    checkpoints), repaired and reported as deeper than the finality depth."""
+    with following(chain, database_url, tmp_path, finality_depth=0) as live:
+        live.wait_caught_up()
+        more_traffic(chain, seed=61)
+        live.wait_caught_up()
+        assert rows_above(database_url, head(chain.rpc) - 3) > 0, "the replaced blocks held no rows"
+        r = reorg(chain, 3, seed=61)
+        more_traffic(chain, seed=161, rounds=1)
+        # The backfill may reach the new head before the repair (blocks taken as final are
+        # undone only after a second look): being caught up does not mean repaired here.
+        wait_for(lambda: recorded_reorgs(database_url), timeout=30)
+        live.wait_caught_up()
+        live.check()
+        [row] = recorded_reorgs(database_url)
+        assert row["deep"] is True and row["fork_block"] <= r.fork, row
+        assert row["old_tip"] >= r.old_tip and row["depth"] == row["old_tip"] - row["fork_block"]
+        assert live.metric("indexer_deep_reorgs_total") == 1
+        assert [e for e in live.errors() if "DEEP REORG" in e], "no ERROR line for the reorg"
+
+
 def test_two_reorgs_in_a_row_are_both_repaired(chain: Deployed, database_url: str, tmp_path: Path):
     with following(chain, database_url, tmp_path) as live:
         live.wait_caught_up()
