@@ -80,6 +80,7 @@ class LiveFollower(Repairs):
         self.seen: dict[int, float] = {}  # block -> when the follower first learned of it
         self.lower_since: float | None = None
         self.verified: tuple[bytes, int, bytes] | None = None
+        self.verified_at = 0.0
         self.commits = 0
         self.wake = wake or asyncio.Event()
         self.heads: HeadSubscription | None = None

@@ -39,6 +39,7 @@ from indexer.types import BlockHeader, BlockRange
 log = logging.getLogger("indexer.live")
 
 CHECKPOINTS_VERIFIED = 64  # newest backfill checkpoints compared while the follower has no block
+RECHECK_AFTER = 1.0  # seconds between comparisons caused only by new checkpoints (same head)
 
 
 class Host(Protocol):
@@ -71,6 +72,7 @@ class Repairs:
     labels: dict[str, str]
     lower_since: float | None
     verified: tuple[bytes, int, bytes] | None  # (head hash, newest checkpoint, its hash) found good
+    verified_at: float
 
     async def _at_or_below(self, head: BlockHeader, fence: int) -> None:
         """The head is not above the tip: nothing new, a reorg, or a node behind us."""
@@ -135,12 +137,15 @@ class Repairs:
         key = (head.hash, page[0].number, page[0].hash)
         if key == self.verified:
             return  # same head, no new checkpoint: nothing new to compare
+        if (self.verified is not None and head.hash == self.verified[0]
+                and time.monotonic() - self.verified_at < RECHECK_AFTER):
+            return  # only new checkpoints (a backfill under way): not at every commit
         theirs = await self.host.rpc.get_headers([h.number for h in page])
         if any(theirs[h.number].hash != h.hash for h in page):
             self.verified = None
             await self._repair(head, fence)
         else:
-            self.verified = key
+            self.verified, self.verified_at = key, time.monotonic()
 
     async def _syncing(self) -> bool:
         try:
