@@ -378,8 +378,10 @@ class ChainRunner:
         self.held[unit] = result.logs
         await faults.point("before_commit")
         lease = await self.claims.confirm(unit)
-        # The last block's hash, kept as a checkpoint: a later reorg this deep is still found.
-        tip = result.headers.get(unit.range.end) if unit.factory is None else None
+        # The last block's hash, kept as a checkpoint: a later reorg this deep is still found
+        # (every unit's, factory children's too: their rows may come from another fetch, so
+        # another branch, than the main sources' of the same blocks).
+        tip = result.headers.get(unit.range.end)
         t0 = time.perf_counter()
         try:
             await self.db.commit(

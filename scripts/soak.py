@@ -90,9 +90,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=300, metavar="SECONDS",
                    help="how long traffic and reorgs go on (default 300)")
     p.add_argument("--finality-depth", type=int, default=5, metavar="N",
-                   help="finality_depth of the chain file (default 5)")
+                   help="finality_depth of the chain file (default 5; 0: every reorg is a deep one)")
     p.add_argument("--max-depth", type=int, default=None, metavar="N",
-                   help="deepest ordinary reorg (default: the finality depth)")
+                   help="deepest ordinary reorg (default: the finality depth, 3 when it is 0)")
     p.add_argument("--deep", action="store_true",
                    help="one reorg in five goes deeper than the finality depth (up to twice it + 2)")
     p.add_argument("--reorg-every", type=float, default=8, metavar="SECONDS",
@@ -111,11 +111,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true",
                    help="keep the database and the work directory (always kept on FAIL)")
     args = p.parse_args(argv)
-    if args.finality_depth < 1:
-        p.error("--finality-depth must be at least 1: the live follower runs only then")
+    if args.finality_depth < 0:
+        p.error("--finality-depth must be 0 or more")
     if args.hosts < 1 or args.workers < 1:
         p.error("--hosts and --workers must be at least 1")
-    args.max_depth = args.max_depth or args.finality_depth
+    args.max_depth = args.max_depth or args.finality_depth or 3
     if args.seed is None:
         args.seed = int(time.time())
     return args
@@ -295,9 +295,11 @@ class Fleet:
 
 
 def wait_for_indexer(fleet: Fleet, database_url: str, d: Deployed, timeout: float) -> bool:
+    """Caught up, and no stored block hash differs from the node's (a last reorg of blocks
+    taken as final may be repaired after the backfill got to the head)."""
     def done() -> bool:
         fleet.alive()
-        return caught_up(database_url, d.rpc)
+        return caught_up(database_url, d.rpc) and not block_mismatches(database_url, d.rpc)
 
     try:
         wait_for(done, timeout=timeout, interval=0.2)
