@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from indexer.config import ChainConfig
@@ -65,6 +66,7 @@ async def run_chains(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _stop)
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     try:
         port = await server.start(int(os.environ.get("INDEXER_METRICS_PORT", "9464")))
         log.info("metrics on http://127.0.0.1:%d/metrics (%s)", port, worker)
@@ -96,11 +98,22 @@ async def run_chains(
             return 130
         raise
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
             loop.remove_signal_handler(sig)
         await server.stop()
         await db.close()
         await board.close()
+
+
+def dump_tasks() -> None:
+    """``kill -USR1 PID``: write every asyncio task of this process and where it waits to
+    ``$TMPDIR/indexer-tasks-PID.txt`` (for a process that seems stuck)."""
+    path = os.path.join(tempfile.gettempdir(), f"indexer-tasks-{os.getpid()}.txt")
+    with open(path, "w") as out:
+        for task in asyncio.all_tasks():
+            print(f"--- {task.get_name()}: {task.get_coro()!r}", file=out)
+            task.print_stack(file=out)
+    log.warning("asyncio tasks written to %s", path)
 
 
 def tune_gc() -> None:

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import time
 
+from indexer.cancel import raise_if_cancelled
 from indexer.claims import BOARD_ERRORS
 from indexer.lease import Lease, LeaseBoard, LeaseLost
 from indexer.types import BlockRange
@@ -29,6 +30,7 @@ class Leadership:
         """Wait until this process holds the lease (one block, 0, of the group)."""
         waiting = False
         while True:
+            raise_if_cancelled()
             try:
                 lease = await self.board.claim(
                     self.chain, self.group, [BlockRange(0, 0)], 1, self.worker)
@@ -47,6 +49,7 @@ class Leadership:
         stayed unreachable for most of a TTL (another process may hold it by then)."""
         renewed = time.monotonic()
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(self.ttl / 3)
             try:
                 await self.board.extend(lease)

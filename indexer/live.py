@@ -31,6 +31,7 @@ from typing import TextIO
 import asyncpg
 
 from indexer import metrics
+from indexer.cancel import raise_if_cancelled
 from indexer.claims import BOARD_ERRORS, pieces
 from indexer.leadership import Leadership
 from indexer.lease import LIVE_GROUP, LIVE_TTL, Lease, LeaseLost
@@ -101,6 +102,7 @@ class LiveFollower(Repairs):
     async def run(self) -> None:
         try:
             while True:
+                raise_if_cancelled()
                 lease = await self.leadership.acquire()
                 await self._while_leading(lease)
                 await asyncio.sleep(self.interval)
@@ -147,6 +149,7 @@ class LiveFollower(Repairs):
         undo_from: int | None = None  # a stored block found to differ: undo from there
         reload = False
         while True:
+            raise_if_cancelled()
             started = time.monotonic()
             self.wake.clear()  # a head announced from here on ends the next pause early
             try:

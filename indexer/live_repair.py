@@ -7,6 +7,8 @@ follower's tip and window. ``Host`` is what the follower needs of the chain's ru
 
 - A stored block that differs from the node's: the fork point comes from ``forks.find_fork``
   (the stored hashes, live blocks first, then the backfill's checkpoints).
+- No block of its own yet (always so with finality_depth 0, where the backfill indexes every
+  block): the newest backfill checkpoints are compared with the node's blocks instead.
 - Deeper than ``finality_depth``: asked once more after a moment, then repaired, logged at
   ERROR and counted (``indexer_deep_reorgs_total``).
 - A head below the indexed tip: waited for; blocks above it are taken as gone only when the

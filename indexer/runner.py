@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from indexer import faults, metrics
+from indexer.cancel import raise_if_cancelled
 from indexer.claims import BOARD_ERRORS, Claims
 from indexer.lease import DEFAULT_TTL, LeaseBoard, LeaseLost
 from indexer.live import LiveFollower, follower_for
@@ -163,6 +164,7 @@ class ChainRunner:
     async def _loop(self) -> Progress:
         first = True
         while True:
+            raise_if_cancelled()
             target = await self._target(wait=not first)
             first = False
             if target is None:
@@ -178,6 +180,7 @@ class ChainRunner:
     async def _target(self, wait: bool) -> int | None:
         """The block to index up to now; waits for the head to move when nothing is new."""
         while True:
+            raise_if_cancelled()
             safe = await self._poll_head() - self.chain.finality_depth
             target = safe if self.opt.until is None else min(safe, self.opt.until)
             if not wait or target > self.progress.target or self.dirty:
@@ -277,6 +280,7 @@ class ChainRunner:
         tasks: set[asyncio.Task[None]] = set()
         try:
             while self.claims.pending or tasks:
+                raise_if_cancelled()
                 while len(tasks) < self.opt.concurrency:
                     unit = await self._claim()
                     if unit is None:
@@ -337,6 +341,7 @@ class ChainRunner:
     async def _keep(self) -> None:
         """Heartbeats: renew the leases held and announce this worker, every TTL / 3."""
         while True:
+            raise_if_cancelled()
             await self.claims.keep()
             await asyncio.sleep(self.opt.lease_ttl / 3)
 
