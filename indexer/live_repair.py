@@ -41,7 +41,7 @@ from indexer.types import BlockHeader, BlockRange
 log = logging.getLogger("indexer.live")
 
 CHECKPOINTS_VERIFIED = 64  # newest backfill checkpoints compared while the follower has no block
-RECHECK_AFTER = 1.0  # seconds between comparisons caused only by new checkpoints (same head)
+RECHECK_AFTER = 1.0  # seconds between looks at the stored checkpoints while the head stays
 
 
 class Host(Protocol):
@@ -132,16 +132,17 @@ class Repairs:
         below the head with the node's blocks. A checkpoint is the last block of a committed
         unit, so a reorg of any indexed block changes one of them, also when a unit of the new
         branch was committed above it since."""
+        if (self.verified is not None and head.hash == self.verified[0]
+                and time.monotonic() - self.verified_at < RECHECK_AFTER):
+            return  # same head: new checkpoints (a backfill under way) at most once a second
         page = await stored_blocks(self.host.db, self.chain.chain_id, live=False,
                                    below=head.number + 1, limit=CHECKPOINTS_VERIFIED)
         if not page:
             return
         key = (head.hash, page[0].number, page[0].hash)
         if key == self.verified:
-            return  # same head, no new checkpoint: nothing new to compare
-        if (self.verified is not None and head.hash == self.verified[0]
-                and time.monotonic() - self.verified_at < RECHECK_AFTER):
-            return  # only new checkpoints (a backfill under way): not at every commit
+            self.verified_at = time.monotonic()  # nothing new stored: look again in a second
+            return
         theirs = await self.host.rpc.get_headers([h.number for h in page])
         if any(theirs[h.number].hash != h.hash for h in page):
             self.verified = None
