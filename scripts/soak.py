@@ -363,7 +363,7 @@ def report(args: argparse.Namespace, soak: Soak, fleet: Fleet, database_url: str
         f" process(es) of {args.workers} worker(s); {fleet.kills} killed",
         f"blocks: {head(soak.d.rpc)}; events: {events}; traffic rounds: {t.rounds}"
         f" ({t.traffic_errors} failed, new pairs included); new pairs tried: {t.pairs},"
-        f" pairs on the chain at the end: {len(soak.d.pairs())}",
+        f" pairs on the chain at the end (the set-up's 3 included): {len(soak.d.pairs())}",
         f"reorgs made: {len(t.made)} ({', '.join(f'{k} {n}' for k, n in sorted(t.kinds.items()))});"
         f" max depth {t.max_depth}; deeper than finality: {sum(r.depth > fd for r in t.made)}",
         f"reorgs the indexer recorded: {len(recorded)}; max depth"
