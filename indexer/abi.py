@@ -15,9 +15,8 @@ Fixed-point types (``fixed``/``ufixed``) and the ``function`` type are refused.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -236,48 +235,6 @@ def keccak256(data: bytes) -> bytes:
     return keccak.new(digest_bits=256, data=data).digest()
 
 
-def load_abi(path: Path) -> list[dict[str, Any]]:
-    """Read a bare JSON ABI list or a compiler artifact with an ``abi`` key."""
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AbiError(f"{path}: cannot read ABI file: {exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise AbiError(f"{path}: not JSON: {exc}") from exc
-    if isinstance(doc, dict) and "abi" in doc:
-        doc = doc["abi"]
-    if not isinstance(doc, list):
-        raise AbiError(
-            f"{path}: expected a JSON list of ABI entries or an object with an 'abi' key"
-        )
-    for i, entry in enumerate(doc):
-        _check_entry(path, i, entry)
-    return doc
-
-
-def _check_entry(path: Path, i: int, entry: object) -> None:
-    where = f"{path}: entry {i}"
-    if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
-        raise AbiError(f"{where}: not an object with a 'type'")
-    if entry["type"] != "event":
-        return
-    name = entry.get("name")
-    if not isinstance(name, str) or not name:
-        raise AbiError(f"{where}: event without a 'name'")
-    inputs = entry.get("inputs")
-    if not isinstance(inputs, list):
-        raise AbiError(f"{where} (event {name}): no 'inputs' list")
-    for j, inp in enumerate(inputs):
-        _check_input(f"{where} (event {name}): input {j}", inp)
-
-
-def _check_input(where: str, inp: object) -> None:
-    if not isinstance(inp, dict) or not isinstance(inp.get("type"), str):
-        raise AbiError(f"{where}: not an object with a 'type'")
-    for k, comp in enumerate(inp.get("components") or ()):
-        _check_input(f"{where} component {k}", comp)
-
-
 def _signature(entry: dict[str, Any], where: str) -> tuple[str, list[AbiType]]:
     types = []
     for j, inp in enumerate(entry.get("inputs", ())):
@@ -311,7 +268,7 @@ def event_specs(
     by_signature: dict[str, dict[str, Any]] = {}
     overloads: dict[str, set[str]] = {}
     for entry in entries:
-        sig = _raw_signature(entry)
+        sig = event_signature(entry)
         overloads.setdefault(entry["name"], set()).add(sig)
     for index, entry in enumerate(entries):
         if index not in wanted:
@@ -329,7 +286,10 @@ def event_specs(
     return specs
 
 
-def _raw_signature(entry: dict[str, Any]) -> str:
+def event_signature(entry: Mapping[str, Any]) -> str:
+    """``Name(type,...)`` of an ABI event entry in canonical types (tuples written out as
+    ``(t1,t2)``); a type that does not parse is kept as written."""
+
     def canon(inp: dict[str, Any]) -> str:
         try:
             return type_from_json(inp).canonical
@@ -343,18 +303,33 @@ def _indexed(entry: dict[str, Any]) -> list[bool]:
     return [bool(i.get("indexed")) for i in entry.get("inputs", ())]
 
 
+def abi_events(abi: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The event entries of an ABI, in ABI order."""
+    return [dict(e) for e in abi if isinstance(e, Mapping) and e.get("type") == "event"]
+
+
+def find_events(abi: Sequence[Mapping[str, Any]], selector: str) -> list[dict[str, Any]]:
+    """The events of ``abi`` a selector names: a name (every overload of it) or a signature
+    (``uint`` reads as ``uint256``, spaces are ignored)."""
+    norm = _normalise_selector(selector)
+    return [e for e in abi_events(abi) if _selects(e, norm)]
+
+
+def _selects(entry: Mapping[str, Any], normalised: str) -> bool:
+    return bool(entry["name"] == normalised or event_signature(entry) == normalised)
+
+
 def _select(
     prefix: str, contract: str, entries: list[dict[str, Any]], events: Sequence[str] | None
 ) -> set[int]:
     if events is None:
         return set(range(len(entries)))
-    sigs = [_raw_signature(e) for e in entries]
     chosen: set[int] = set()
     for selector in events:
         norm = _normalise_selector(selector)
-        hits = {i for i, e in enumerate(entries) if e["name"] == norm or sigs[i] == norm}
+        hits = {i for i, e in enumerate(entries) if _selects(e, norm)}
         if not hits:
-            known = ", ".join(dict.fromkeys(sigs)) or "none"
+            known = ", ".join(dict.fromkeys(event_signature(e) for e in entries)) or "none"
             raise AbiError(
                 f"{prefix}contract {contract}: no event {selector!r} in the ABI; events: {known}"
             )

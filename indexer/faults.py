@@ -14,9 +14,14 @@ import os
 import signal
 
 _PLAN: dict[str, str] = {}
-for _item in filter(None, os.environ.get("INDEXER_FAULTS", "").split(",")):
-    _name, _, _action = _item.partition("=")
-    _PLAN[_name.strip()] = _action.strip()
+
+
+def configure(spec: str) -> None:
+    """Arm the fault points of ``spec`` (the value of ``INDEXER_FAULTS``)."""
+    _PLAN.clear()
+    for item in filter(None, spec.split(",")):
+        name, _, action = item.partition("=")
+        _PLAN[name.strip()] = action.strip()
 
 
 async def point(name: str) -> None:

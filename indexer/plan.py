@@ -2,7 +2,7 @@
 
 Work is tracked per *source* (one configured contract of a chain). A *unit* is one block range
 and the sources to fetch over it; a leased unit never straddles a table partition (see
-``claims.pieces``), so its rows go to one leaf partition per table.
+``pieces``), so its rows go to one leaf partition per table.
 """
 
 from __future__ import annotations
@@ -129,3 +129,14 @@ def next_size(
         wanted = int(target_logs * blocks / logs)
     wanted = max(current // 4, min(current * 2, wanted))
     return max(lo, min(hi, wanted))
+
+
+def pieces(rng: BlockRange, span: int) -> list[BlockRange]:
+    """``rng`` cut at partition boundaries."""
+    out = []
+    start = rng.start
+    while start <= rng.end:
+        end = min(rng.end, (start // span + 1) * span - 1)
+        out.append(BlockRange(start, end))
+        start = end + 1
+    return out

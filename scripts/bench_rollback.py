@@ -23,9 +23,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from indexer.sink.postgres import Database, EventTable  # noqa: E402
-from indexer.sink.reorgs import Repair, rollback  # noqa: E402
+from indexer.sink.api import EventTable, Repair  # noqa: E402
+from indexer.sink.blocks import rollback  # noqa: E402
+from indexer.sink.database import Database  # noqa: E402
 from indexer.sink.schema import block_partition_name, chain_partition_name, qualified  # noqa: E402
+from indexer.sink.tables import ensure_event_tables, ensure_partitions  # noqa: E402
 from indexer.types import BlockRange  # noqa: E402
 from tests.support.services import database_url_for_tests, drop_database, fresh_database  # noqa: E402
 
@@ -48,7 +50,7 @@ async def fill(db: Database, tables: list[str], last: int, now: datetime) -> Non
         rng = BlockRange(start, min(last, start + 9_999))
         rows = records(range(rng.start, rng.end + 1), now)
         for t in tables:
-            await db.ensure_partitions(CHAIN, [t], rng, SPAN)
+            await ensure_partitions(db, CHAIN, [t], rng, SPAN)
             async with db.pool.acquire() as conn:
                 await conn.copy_records_to_table(
                     block_partition_name(t, CHAIN, rng.start // SPAN), records=rows,
@@ -69,7 +71,7 @@ async def main() -> int:
         await db.migrate()
         await db.register_chain(CHAIN, "bench", SPAN, 32, 2.0, b"\x00" * 32)
         tables = [f"bench_event_{i}" for i in range(a.tables)]
-        await db.ensure_event_tables([EventTable(t, "Bench", "Event", "Event()", COLUMNS, TYPES)
+        await ensure_event_tables(db, [EventTable(t, "Bench", "Event", "Event()", COLUMNS, TYPES)
                                       for t in tables])
         last = a.rows // PER_BLOCK - 1
         now = datetime.now(UTC)

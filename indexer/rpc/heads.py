@@ -17,7 +17,10 @@ import time
 import aiohttp
 import orjson
 
-from indexer.rpc.client import endpoint_label
+from indexer.config import RpcEndpoint
+from indexer.retry import backoff
+from indexer.rpc import wire
+from indexer.rpc.transport import Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +28,8 @@ log = logging.getLogger(__name__)
 class HeadSubscription:
     def __init__(self, url: str, chain: str, wake: asyncio.Event, stale_after: float) -> None:
         self.url = url
-        self.label = endpoint_label(url, 0)
+        self._endpoint = Endpoint(RpcEndpoint(url), 0)  # its label and the secrets of its URL
+        self.label = self._endpoint.label
         self.chain = chain
         self.wake = wake
         self.stale_after = stale_after
@@ -46,16 +50,16 @@ class HeadSubscription:
                 failures = 0
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
                 failures += 1
+                # aiohttp's handshake errors quote the whole URL, API key included.
                 log.warning("%s: newHeads over %s: %s; polling meanwhile", self.chain,
-                            self.label, f"{type(e).__name__}: {e}")
-            await asyncio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
+                            self.label, self._endpoint.scrub(f"{type(e).__name__}: {e}"))
+            await asyncio.sleep(backoff(failures + 1, base=0.5, cap=30.0))
 
     async def _session(self) -> None:
         async with aiohttp.ClientSession() as session, session.ws_connect(
             self.url, heartbeat=max(5.0, self.stale_after), max_msg_size=0,
         ) as ws:
-            await ws.send_bytes(orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe",
-                                              "params": ["newHeads"]}))
+            await ws.send_bytes(wire.encode(1, "eth_subscribe", ["newHeads"]))
             log.info("%s: newHeads subscribed over %s", self.chain, self.label)
             while True:
                 try:

@@ -8,7 +8,7 @@ blooms have false positives (a node that does not serve receipts: accepted after
 ``BLOOM_RETRIES`` like answers).
 
 A range over an endpoint's cap is split before asking; a refused one is split as the error
-hints, else in halves. Requests, retries and failover are the client's (``client.py``); the
+hints, else in halves. Requests, retries and failover are the request layer's (``request.py``); the
 range arithmetic and filter matching here are pure functions.
 """
 
@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import orjson
+from typing import Any
 
 from indexer import metrics
 from indexer.rpc import bloom, wire
@@ -34,14 +32,11 @@ from indexer.rpc.errors import (
     RpcServerError,
     classify,
 )
-from indexer.rpc.transport import _Endpoint, _result
+from indexer.rpc.request import Requester
+from indexer.rpc.transport import Endpoint, result_of
 from indexer.types import BlockHeader, BlockRange, RawLog
 
-if TYPE_CHECKING:
-    from indexer.rpc.client import RpcClient
-
-# The client's logger: these records keep the name they were always logged under.
-log = logging.getLogger("indexer.rpc.client")
+log = logging.getLogger(__name__)
 
 LOGS_CONCURRENCY = 16  # eth_getLogs requests in flight per client while splitting ranges
 MAX_HINT_PARTS = 16  # split a refused range into hint-sized parts only up to this many
@@ -78,11 +73,16 @@ class _OverCap(Exception):  # noqa: N818  (a signal, not an error)
         self.size = size
 
 
-class LogsReader:
-    """The eth_getLogs path of one ``RpcClient``, whose requests, retries and endpoints it uses."""
+Headers = Callable[[Sequence[int]], Awaitable[dict[int, BlockHeader]]]
 
-    def __init__(self, client: RpcClient) -> None:
-        self._client = client
+
+class LogsReader:
+    """The eth_getLogs path of one client: its requests, retries and endpoints are those of
+    ``requests``; ``headers`` fetches canonical headers (``RpcClient.get_headers``)."""
+
+    def __init__(self, requests: Requester, headers: Headers) -> None:
+        self._requests = requests
+        self._headers = headers
         self._slots = asyncio.Semaphore(LOGS_CONCURRENCY)
 
     async def checked(
@@ -102,14 +102,14 @@ class LogsReader:
                 headers[tip.number] = tip
             missing = [n for n in blocks if n not in headers]
             if missing:
-                headers.update(await self._client.get_headers(missing))
+                headers.update(await self._headers(missing))
             wrong = [n for n, h in blocks.items() if _hash_hex(headers[n]) != h.lower()]
             if not wrong:
                 return LogsAnswer(logs, headers)
             metrics.RPC_ANSWER_REJECTED.labels(
-                chain=self._client.chain, endpoint="any", reason="block_hash").inc()
+                chain=self._requests.chain, endpoint="any", reason="block_hash").inc()
             log.warning("%s: eth_getLogs %s: blockHash of block %d differs from the canonical "
-                        "header (attempt %d); asking again", self._client.chain, rng, wrong[0],
+                        "header (attempt %d); asking again", self._requests.chain, rng, wrong[0],
                         attempt + 1)
         raise BadAnswer(f"blockHash of block {wrong[0]} differs from the canonical header "
                         f"after {HASH_RETRIES + 1} attempts", method="eth_getLogs",
@@ -140,18 +140,18 @@ class LogsReader:
         tip_params = [hex(rng.end), False]
         laggards = [0]  # answers refused on the bloom so far
 
-        async def attempt(ep: _Endpoint) -> _Part:
+        async def attempt(ep: Endpoint) -> _Part:
             cap = ep.state.ranges.cap
             if cap is not None and len(rng) > cap:
                 raise _OverCap(cap)
             if known is not None and known.number == rng.end:
-                tip_raw, logs = None, await self._client._single(ep, "eth_getLogs", params, rng)
+                tip_raw, logs = None, await self._requests.single(ep, "eth_getLogs", params, rng)
             elif ep.batch_logs:
                 tip_raw, logs = await self._logs_batch(ep, params, tip_params, rng)
             else:
                 tip_raw, logs = await asyncio.gather(
-                    self._client._single(ep, "eth_getBlockByNumber", tip_params, None),
-                    self._client._single(ep, "eth_getLogs", params, rng))
+                    self._requests.single(ep, "eth_getBlockByNumber", tip_params, None),
+                    self._requests.single(ep, "eth_getLogs", params, rng))
             blocks = wire.check_logs(logs, rng, flt.addresses, flt.topic0s)
             if known is not None and known.number == rng.end:
                 tip = known
@@ -175,22 +175,22 @@ class LogsReader:
                 err.reason = "bloom"
                 raise err
             ep.state.ranges.on_ok(len(rng), len(logs))
-            self._client._gauge_range(ep)
+            self._requests.gauge_range(ep)
             return logs, blocks, tip
 
-        result: _Part = await self._client._retrying(
+        result: _Part = await self._requests.retrying(
             "eth_getLogs", str(rng), attempt, requested=rng)
         return result
 
     async def _confirmed_empty(
-        self, ep: _Endpoint, tip: BlockHeader, flt: _Filter, laggards: list[int]
+        self, ep: Endpoint, tip: BlockHeader, flt: _Filter, laggards: list[int]
     ) -> bool:
         """Whether ``tip`` truly holds no matching log although its bloom says "maybe" (blooms
         have false positives): its receipts say so. Where eth_getBlockReceipts is not served,
         an empty answer is accepted after BLOOM_RETRIES asks."""
         if ep.receipts:
             try:
-                receipts = await self._client._single(
+                receipts = await self._requests.single(
                     ep, "eth_getBlockReceipts", [hex(tip.number)], None)
             except (MethodUnsupported, RpcFatal):
                 ep.receipts = False
@@ -205,17 +205,14 @@ class LogsReader:
         return laggards[0] > BLOOM_RETRIES
 
     async def _logs_batch(
-        self, ep: _Endpoint, params: list[Any], tip_params: list[Any], rng: BlockRange
+        self, ep: Endpoint, params: list[Any], tip_params: list[Any], rng: BlockRange
     ) -> tuple[Any, Any]:
         """eth_getBlockByNumber(toBlock) and eth_getLogs in one batch (the logs last, so a large
         answer is parsed in slices)."""
-        ids = (next(self._client._ids), next(self._client._ids))
-        body = orjson.dumps([
-            {"jsonrpc": "2.0", "id": ids[0], "method": "eth_getBlockByNumber",
-             "params": tip_params},
-            {"jsonrpc": "2.0", "id": ids[1], "method": "eth_getLogs", "params": params},
-        ])
-        doc = await self._client._post(ep, body, rng)
+        ids = (self._requests.next_id(), self._requests.next_id())
+        body = wire.encode_batch([(ids[0], "eth_getBlockByNumber", tip_params),
+                                  (ids[1], "eth_getLogs", params)])
+        doc = await self._requests.post(ep, body, rng)
         if type(doc) is dict and "error" in doc:  # the whole batch was refused
             err = classify(200, doc["error"], None, None, requested=rng)
             if not err.retryable or isinstance(err, RpcServerError):
@@ -223,7 +220,7 @@ class LogsReader:
                 raise RpcServerError(f"batch refused ({err.detail}); asking without batches")
             raise err
         replies = wire.check_batch_answer(doc, ids)
-        return _result(replies[ids[0]], None), _result(replies[ids[1]], rng)
+        return result_of(replies[ids[0]], None), result_of(replies[ids[1]], rng)
 
 
 def _filter(addresses: Sequence[str] | None, topic0s: Sequence[str] | None) -> _Filter:

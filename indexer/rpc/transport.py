@@ -2,7 +2,7 @@
 record, the POST itself (a body read up to a cap, HTTP errors classified) and unpacking replies.
 
 Endpoint URLs may hold API keys (in the path, query, userinfo or a host label): only
-``endpoint_label`` (and text passed through ``_Endpoint.scrub``) ever leaves the client, in
+``endpoint_label`` (and text passed through ``Endpoint.scrub``) ever leaves the client, in
 errors, logs and labels.
 """
 
@@ -65,7 +65,7 @@ def _secrets_of(url: str) -> tuple[str, ...]:
     return tuple(sorted({s for s in found if len(s) >= 4}, key=len, reverse=True))
 
 
-class _Endpoint:
+class Endpoint:
     """One configured endpoint: its label, what is learned about it and the secrets of its URL."""
 
     def __init__(self, cfg: RpcEndpoint, index: int) -> None:
@@ -89,17 +89,17 @@ class _Endpoint:
         return text
 
 
-def _summary(params: Sequence[Any]) -> str:
+def summary(params: Sequence[Any]) -> str:
     text = orjson.dumps(params).decode()
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _method_label(calls: Sequence[tuple[str, list[Any]]]) -> str:
+def method_label(calls: Sequence[tuple[str, list[Any]]]) -> str:
     first = calls[0][0]
     return first if all(m == first for m, _ in calls) else "batch"
 
 
-async def _http_post(
+async def http_post(
     session: aiohttp.ClientSession, url: str, body: bytes, timeout: aiohttp.ClientTimeout,
     limit: int | None, requested: BlockRange | None,
 ) -> Any:
@@ -127,7 +127,7 @@ async def _http_post(
         raise RpcTransportError(f"truncated or non-JSON body ({len(raw)} bytes)") from None
 
 
-def _result(reply: dict[str, Any], requested: BlockRange | None) -> Any:
+def result_of(reply: dict[str, Any], requested: BlockRange | None) -> Any:
     if "error" in reply and reply["error"] is not None:
         error = reply["error"]
         raise classify(200, error if isinstance(error, dict) else {"message": str(error)}, None,
@@ -164,6 +164,6 @@ def _error_of(raw: bytes) -> dict[str, Any] | None:
     return error if isinstance(error, dict) else None
 
 
-def _check_block(block: Any) -> None:
+def check_block(block: Any) -> None:
     if block is None:
         raise NodeBehind("the node has no such block yet")

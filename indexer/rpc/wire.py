@@ -1,4 +1,5 @@
-"""JSON-RPC answers -> values, and the checks every answer passes before use (pure).
+"""JSON-RPC on the wire (pure): the request envelope, answers -> values, and the checks every
+answer passes before use.
 
 Logs stay as the dicts the node sent (``RawLog``); ``check_logs`` validates them in one cheap
 pass without building an object per log.
@@ -25,7 +26,19 @@ def parse_quantity(value: Any) -> int:
         raise BadAnswer(f"expected a hex quantity, got {value!r:.80}") from None
 
 
-parse_block_number = parse_quantity
+def request(rid: int, method: str, params: Sequence[Any]) -> dict[str, Any]:
+    """The JSON-RPC 2.0 envelope of one call: every request the project sends is built here."""
+    return {"jsonrpc": "2.0", "id": rid, "method": method, "params": list(params)}
+
+
+def encode(rid: int, method: str, params: Sequence[Any]) -> bytes:
+    """One call's envelope as the bytes of a request body."""
+    return orjson.dumps(request(rid, method, params))
+
+
+def encode_batch(calls: Sequence[tuple[int, str, Sequence[Any]]]) -> bytes:
+    """A JSON-RPC batch body of (id, method, params) calls, in order."""
+    return orjson.dumps([request(rid, m, p) for rid, m, p in calls])
 
 
 def _hash(obj: dict[str, Any], key: str) -> bytes:

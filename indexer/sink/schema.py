@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from indexer.naming import FIXED_COLUMNS, shorten
 from indexer.types import BlockRange
 
-FIXED_TYPES = ("bigint", "bigint", "timestamptz", "bytea", "integer", "integer", "bytea")
-
 
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'

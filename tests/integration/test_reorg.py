@@ -44,7 +44,7 @@ from tests.support.traffic import DEADLINE, E18, MAX_UINT, bulk_transfers, run_t
 FINALITY = 5
 PAIR_TABLES = ("uniswap_v2_pair_swap", "uniswap_v2_pair_sync", "uniswap_v2_pair_mint",
                "uniswap_v2_pair_burn", "uniswap_v2_pair_transfer")
-METRICS_AT = re.compile(r"metrics on (http://127\.0\.0\.1:\d+)/metrics")
+METRICS_AT = re.compile(r"metrics on http://0\.0\.0\.0:(\d+)/metrics")
 
 
 class Live:
@@ -104,8 +104,8 @@ class Live:
         return expected
 
     def metrics(self) -> str:
-        [*_, base] = METRICS_AT.findall(self.text())
-        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as r:
+        [*_, port] = METRICS_AT.findall(self.text())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             return str(r.read().decode())
 
     def metric(self, name: str) -> float:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from indexer.sink.postgres import Database, RangeConflict
+from indexer.sink import queries
+from indexer.sink.api import Batch, RangeConflict, Writer
+from indexer.sink.database import Database
+from indexer.sink.postgres import PostgresSink
 from indexer.types import BlockRange as R
 
 
@@ -17,7 +20,8 @@ async def db(database_url: str):
 
 
 async def _record(db: Database, source: str, rng: R, fence: int) -> None:
-    await db.commit(1, rng, [source], {}, {}, 1_000_000, worker="w", fence=fence)
+    await PostgresSink(db, 1, 1_000_000, {}).commit(Batch(rng, (source,), {}),
+                                                    Writer("w", fence=fence))
 
 
 async def test_compaction_merges_adjacent_records_and_keeps_coverage_and_fences(db):
@@ -25,13 +29,13 @@ async def test_compaction_merges_adjacent_records_and_keeps_coverage_and_fences(
         await _record(db, "A", R(i * 10, i * 10 + 9), fence=i + 1)
     await _record(db, "A", R(500, 509), fence=99)  # a gap before it: stays apart
     await _record(db, "B", R(0, 9), fence=7)
-    assert await db.compact_ranges(1) == 39
-    done = await db.done_ranges(1)
+    assert await queries.compact_ranges(db, 1) == 39
+    done = await queries.done_ranges(db, 1)
     assert done == {"A": [R(0, 399), R(500, 509)], "B": [R(0, 9)]}
-    assert await db.max_fence(1) == 99
+    assert await queries.max_fence(db, 1) == 99
     with pytest.raises(RangeConflict):
         await _record(db, "A", R(395, 396), fence=100)  # still refused after the merge
-    assert await db.compact_ranges(1) == 0  # nothing left to merge
+    assert await queries.compact_ranges(db, 1) == 0  # nothing left to merge
 
 
 async def test_a_second_commit_of_any_block_of_a_source_is_refused(db):

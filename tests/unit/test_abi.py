@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from indexer.abi import AbiError, event_specs, keccak256, load_abi, parse_type, sql_type
+from indexer.abi import AbiError, event_specs, keccak256, parse_type, sql_type
+from indexer.config.values import Bad, load_abi
 from indexer.naming import FIXED_COLUMNS
 
 TRANSFER_TOPIC0 = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
@@ -125,30 +126,24 @@ def test_load_abi_reads_bare_list_and_artifact(tmp_path: Path) -> None:
     bare.write_text(json.dumps(ERC20))
     artifact = tmp_path / "artifact.json"
     artifact.write_text(json.dumps({"contractName": "ERC20", "abi": ERC20, "bytecode": "0x"}))
-    assert load_abi(bare) == ERC20
-    assert load_abi(artifact) == ERC20
+    assert load_abi(bare) == tuple(ERC20)
+    assert load_abi(artifact) == tuple(ERC20)
 
 
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("{not json", r"bad\.json: not JSON"),
-        ('{"contractName": "X"}', r"bad\.json: expected a JSON list"),
-        ('"abi"', r"bad\.json: expected a JSON list"),
-        (
-            '[{"type": "function"}, {"name": "x"}]',
-            r"bad\.json: entry 1: not an object with a 'type'",
-        ),
-        ('[{"type": "event", "inputs": []}]', r"bad\.json: entry 0: event without a 'name'"),
-        ('[{"type": "event", "name": "E"}]', r"bad\.json: entry 0 \(event E\): no 'inputs' list"),
-        (
-            '[{"type": "event", "name": "E", "inputs": [{"name": "a"}]}]',
-            r"bad\.json: entry 0 \(event E\): input 0: not an object with a 'type'",
-        ),
-        (
-            '[{"type": "event", "name": "E", "inputs": [{"type": "tuple", "components": [{"name": "x"}]}]}]',
-            r"entry 0 \(event E\): input 0 component 0: not an object with a 'type'",
-        ),
+        ("{not json", r"'bad\.json' is not JSON"),
+        ('{"contractName": "X"}', r"'bad\.json' is neither a JSON ABI list"),
+        ('"abi"', r"'bad\.json' is neither a JSON ABI list"),
+        ('[{"type": "function"}, 7]', r"'bad\.json': entry 1 is not an object"),
+        ('[{"type": "event", "inputs": []}]', r"'bad\.json': event entry 0 needs a name"),
+        ('[{"type": "event", "name": "E"}]', r"'bad\.json': event entry 0 needs a name and inputs"),
+        ('[{"type": "event", "name": "E", "inputs": [{"name": "a"}]}]',
+         r"'bad\.json': event entry 0 needs a name and inputs with types"),
+        ('[{"type": "event", "name": "E", "inputs": [{"type": "tuple", "components": [{"name": "x"}]}]}]',
+         r"'bad\.json': event entry 0 needs a name and inputs with types"),
+        ('[{"type": "function", "name": "f"}]', r"'bad\.json' has no events"),
     ],
 )
 def test_load_abi_refuses_malformed_files_naming_file_and_entry(
@@ -156,12 +151,12 @@ def test_load_abi_refuses_malformed_files_naming_file_and_entry(
 ) -> None:
     path = tmp_path / "bad.json"
     path.write_text(content)
-    with pytest.raises(AbiError, match=message):
+    with pytest.raises(Bad, match=message):
         load_abi(path)
 
 
 def test_load_abi_names_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(AbiError, match="missing.json: cannot read"):
+    with pytest.raises(Bad, match="missing.json' does not exist"):
         load_abi(tmp_path / "missing.json")
 
 

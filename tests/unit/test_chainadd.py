@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer.chainadd import (
+from indexer.config import load_chain, shipped_chains_dir
+from indexer.ops.chainadd import (
     Probe,
     choose,
     default_finality,
@@ -16,7 +17,6 @@ from indexer.chainadd import (
     round_block_time,
     shipped_chain_by_id,
 )
-from indexer.config import load_chain, shipped_chains_dir
 
 URL = "http://127.0.0.1:8545"
 

@@ -18,8 +18,8 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from indexer import metrics
-from indexer.cli import _parser
 from indexer.config import load_chain, resolve_chain
+from indexer.ops.cli import _parser
 from tests.support import devnet
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,7 +126,7 @@ def test_metrics_are_named_only_as_defined_in_the_module():
 
 
 def _served_paths() -> set[str]:
-    return set(re.findall(r'add_get\("([^"]+)"', (REPO / "indexer" / "web.py").read_text()))
+    return set(re.findall(r'add_get\("([^"]+)"', (REPO / "indexer" / "ops" / "web.py").read_text()))
 
 
 def test_kubernetes_workers_probe_served_paths_on_the_metrics_port():

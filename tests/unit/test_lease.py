@@ -1,7 +1,7 @@
 import pytest
 
 from indexer.lease import LeaseLost, MemoryLeaseBoard, pick
-from indexer.lease_http import HttpLeaseBoard, LeaseServer
+from indexer.lease.http import HttpLeaseBoard, LeaseServer
 from indexer.types import BlockRange as R
 
 

@@ -94,7 +94,7 @@ def test_next_size_aims_at_target_logs_per_unit(current, logs, blocks, expected)
 
 
 def test_candidate_pieces_never_cross_a_partition_boundary():
-    from indexer.claims import pieces
+    from indexer.plan import pieces
 
     assert pieces(R(990, 2500), 1000) == [R(990, 999), R(1000, 1999), R(2000, 2500)]
     assert pieces(R(0, 5), 1000) == [R(0, 5)]

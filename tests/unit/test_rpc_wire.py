@@ -12,8 +12,8 @@ from indexer.rpc.errors import BadAnswer
 from indexer.rpc.wire import (
     check_batch_answer,
     check_logs,
-    parse_block_number,
     parse_header,
+    parse_quantity,
 )
 from indexer.types import BlockRange
 
@@ -33,14 +33,14 @@ def log(bn: int, li: int, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("value", "expected"), [("0x0", 0), ("0x1a", 26), ("0XFF", 255)])
-def test_parse_block_number(value: str, expected: int) -> None:
-    assert parse_block_number(value) == expected
+def test_parse_quantity(value: str, expected: int) -> None:
+    assert parse_quantity(value) == expected
 
 
 @pytest.mark.parametrize("value", ["", "0x", "12", "0xzz", None, 12])
-def test_parse_block_number_rejects_non_hex(value: Any) -> None:
+def test_parse_quantity_rejects_non_hex(value: Any) -> None:
     with pytest.raises(BadAnswer):
-        parse_block_number(value)
+        parse_quantity(value)
 
 
 def test_parse_header() -> None:

@@ -7,17 +7,18 @@ from typing import Any
 import aiohttp
 import pytest
 
-from indexer.web import MetricsServer, lag_threshold, readiness
+from indexer.ops.readiness import ChainStatus, lag_threshold, readiness
+from indexer.ops.web import MetricsServer
 
 
-def chain(**changes: Any) -> dict[str, Any]:
+def chain(**changes: Any) -> ChainStatus:
     base: dict[str, Any] = {
         "chain": "demo", "chain_id": 1, "block_time": 12.0, "finality_depth": 64,
         "head": 1000, "safe": 936, "indexed": 936, "lag_blocks": 64, "lag_seconds": 768,
         "backlog_ranges": 0, "workers": 1, "last_commit": None,
     }
     base.update(changes)
-    return base
+    return ChainStatus(**base)
 
 
 @pytest.mark.parametrize(("block_time", "threshold"), [

@@ -1,0 +1,266 @@
+"""The backfill of one chain, as one loop: find the block to index up to, learn what is done,
+plan the units left, run them (several at once, within the memory budget), apply what came of
+each, and again as the safe head moves.
+
+Every unit is leased on the board before it is fetched (``lease.claims``) and committed with
+its range record in one transaction (``worker``); the watermark is the highest block below
+which every source is done. The live tail runs beside this loop (started by the composer); it
+calls ``replan`` after a repair changed what is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from indexer import metrics
+from indexer.backfill.pacing import Pacer
+from indexer.backfill.worker import (
+    Committed,
+    Conflict,
+    GiveBack,
+    Outcome,
+    Retry,
+    Shrink,
+    UnitWorker,
+)
+from indexer.cancel import raise_if_cancelled
+from indexer.chain.fetch import Fetched
+from indexer.chain.parts import ChainParts
+from indexer.lease.claims import Claims
+from indexer.plan import Unit, todo
+from indexer.retry import TRANSIENT, backoff
+
+log = logging.getLogger(__name__)
+
+COMPACT_EVERY = 500  # commits between merges of adjacent range records
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillOptions:
+    once: bool = False  # up to the safe head at start, then return
+    until: int | None = None  # up to this block, then return
+    concurrency: int = 4  # units in flight
+    target_logs: int = 10_000  # logs per unit the range size aims at
+    max_range: int = 100_000
+    poll_interval: float | None = None  # default: a fraction of the block time, at most 1 s
+    lease_ttl: float = 30.0
+    shared: bool = False  # the lease board is shared with other processes: refresh from Postgres
+    refresh_interval: float = 2.0
+
+
+class Backfill:
+    def __init__(self, parts: ChainParts, claims: Claims, worker: str,
+                 options: BackfillOptions) -> None:
+        self.parts = parts
+        self.claims = claims
+        self.opt = options
+        chain = parts.chain
+        self.pacer = Pacer.start(target_logs=options.target_logs,
+                                 concurrency=options.concurrency, max_range=options.max_range,
+                                 first_range=chain.get_logs_max_range)
+        self.worker = UnitWorker(parts, claims, worker, self.pacer.fetched)
+        self.planned_at = 0.0
+        self.failures = 0  # consecutive failed units, for the back-off
+        self.commits = 0
+        self._replan = False  # what is done changed under the plan (a repair): plan again
+        self._wake = asyncio.Event()  # a unit ended, or the plan changed
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        keep = asyncio.create_task(self._keep())
+        try:
+            target = await self._target(wait=False)
+            while True:
+                raise_if_cancelled()
+                if self.opt.shared:
+                    await self.parts.state.reload(self.parts.sink)
+                self._plan(target)
+                await self._drain()
+                if self.opt.once or (self.opt.until is not None and target >= self.opt.until):
+                    return
+                target = await self._target(wait=True)
+        finally:
+            keep.cancel()
+            await asyncio.gather(keep, return_exceptions=True)
+
+    def replan(self) -> None:
+        """What is done changed (a repair deleted rows): plan again before the next claim."""
+        self._replan = True
+        self._wake.set()
+
+    def backlog(self) -> int:
+        """Units planned or leased and not yet done."""
+        return len(self.claims.pending) + len(self.claims.leases)
+
+    async def _target(self, wait: bool) -> int:
+        """The block to index up to now; with ``wait``, waits for the safe head to move past
+        the last target (or for a replan)."""
+        p = self.parts
+        while True:
+            raise_if_cancelled()
+            safe = await p.head.poll() - p.chain.finality_depth
+            target = safe if self.opt.until is None else min(safe, self.opt.until)
+            if not wait or target > p.progress.target or self._replan:
+                return target
+            if self.opt.shared and self._since_planned() > self.opt.refresh_interval:
+                await p.state.reload(p.sink)  # other workers' commits move the watermark too
+                p.watermark_moved()
+                self.planned_at = p.clock.monotonic()
+            await p.clock.sleep(self._poll_interval())
+
+    def _poll_interval(self) -> float:
+        if self.opt.poll_interval is not None:
+            return self.opt.poll_interval
+        return max(0.05, min(1.0, self.parts.chain.block_time / 4))
+
+    def _since_planned(self) -> float:
+        return self.parts.clock.monotonic() - self.planned_at
+
+    def _plan(self, target: int) -> None:
+        p = self.parts
+        self._replan = False
+        self.claims.replan(todo(p.catalog.sources, p.state.done, target))
+        self.planned_at = p.clock.monotonic()
+        pending = self.claims.pending
+        p.progress.planned(target, min((u.range.start for u in pending), default=None))
+        p.watermark_moved()
+        metrics.BACKLOG_RANGES.labels(chain=p.name).set(self.backlog())
+
+    async def _refresh(self) -> None:
+        """Learn what the other workers committed and plan again."""
+        await self.parts.state.reload(self.parts.sink)
+        self._plan(self.parts.progress.target)
+
+    async def _drain(self) -> None:
+        """Run the planned units until none is left: claim within the budget, run, apply."""
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while self.claims.pending or tasks:
+                raise_if_cancelled()
+                while len(tasks) < self.opt.concurrency:
+                    unit = await self._claim()
+                    if unit is None:
+                        break
+                    tasks.add(asyncio.create_task(self._unit(unit)))
+                if not tasks:
+                    await self._idle()
+                    continue
+                finished, tasks = await asyncio.wait(
+                    tasks, timeout=self.opt.refresh_interval, return_when=asyncio.FIRST_COMPLETED
+                )
+                for t in finished:
+                    t.result()
+                if self._replan:
+                    self._plan(self.parts.progress.target)
+                if self.opt.shared and self._since_planned() > self.opt.refresh_interval:
+                    await self._refresh()
+        finally:
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _claim(self) -> Unit | None:
+        """Lease the next unit that may run now, within the memory budget."""
+        if not self.pacer.may_start():
+            return None
+        try:
+            unit = await self.claims.claim(self.pacer.size, self.parts.state.reach)
+        except TRANSIENT as e:
+            log.warning("%s: lease board unreachable, waiting: %s", self.parts.name, e)
+            await self.parts.clock.sleep(1.0)
+            return None
+        if unit is not None:
+            self.pacer.started(unit)
+        return unit
+
+    async def _idle(self) -> None:
+        """Nothing can be claimed: other workers hold the rest, or children wait for discovery.
+        Wait for a unit of ours to end, or look at Postgres again."""
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=0.2 if self.opt.shared else 0.5)
+        except TimeoutError:
+            if self.opt.shared:
+                await self._refresh()
+
+    async def _keep(self) -> None:
+        """Heartbeats: renew the leases held and announce this worker, every TTL / 3."""
+        while True:
+            raise_if_cancelled()
+            await self.claims.keep()
+            await self.parts.clock.sleep(self.opt.lease_ttl / 3)
+
+    # -- one unit ---------------------------------------------------------------------------
+
+    async def _unit(self, unit: Unit) -> None:
+        committed = False
+        try:
+            outcome = await self.worker.run(unit)
+            committed = isinstance(outcome, Committed)
+            await self._apply(unit, outcome)
+        finally:
+            await self.claims.finish(unit, done=committed)
+            self.pacer.ended(unit)
+            self._wake.set()
+
+    async def _apply(self, unit: Unit, outcome: Outcome) -> None:
+        """What came of a unit, applied: the one place that changes the plan and the pace."""
+        p = self.parts
+        name = p.name
+        match outcome:
+            case Committed(result, write_seconds):
+                self._committed(unit, result, write_seconds)
+                self.failures = 0
+                await self._compact()
+            case Conflict(reason, stale):
+                if stale:
+                    log.info("%s: %s", name, reason)
+                else:
+                    log.info("%s: %s (another writer did it; skipping)", name, reason)
+                await self.claims.finish(unit, done=False)  # so that the plan can hold it
+                await self._refresh()
+            case GiveBack(reason):
+                log.warning("%s: blocks %s not committed: %s", name, unit.range, reason)
+                self.claims.give_back(unit)
+            case Shrink(reason):
+                size = self.pacer.too_large(unit)
+                log.info("%s: blocks %s: %s; retrying %d blocks at a time", name, unit.range,
+                         reason, size)
+                self.claims.give_back(unit)
+            case Retry(error):
+                self.failures += 1
+                delay = backoff(self.failures, base=1.0, cap=30.0)
+                log.warning("%s: blocks %s failed, retrying in %.1fs: %s", name, unit.range,
+                            delay, error)
+                await self.claims.finish(unit, done=False)  # others may take it meanwhile
+                await p.clock.sleep(delay)
+                self.claims.give_back(unit)
+
+    def _committed(self, unit: Unit, result: Fetched, write_seconds: float) -> None:
+        p = self.parts
+        p.state.record(unit.sources, unit.range)
+        p.state.remember(result.children)
+        pr = p.progress
+        pr.failures += result.failures
+        pr.timed(result.fetch_seconds, result.decode_seconds, write_seconds)
+        pr.wrote(result.rows)
+        stage = "factory-children" if unit.factory else "main"
+        metrics.RANGES_DONE.labels(chain=p.name, stage=stage).inc()
+        self.pacer.committed(unit, result.logs)
+        if unit.factory is None:
+            pr.covered(len(unit.range))
+            metrics.RANGE_SIZE_BLOCKS.labels(chain=p.name).set(self.pacer.size)
+        metrics.BACKLOG_RANGES.labels(chain=p.name).set(self.backlog())
+        p.watermark_moved()
+        pr.committed(p.clock.time())
+
+    async def _compact(self) -> None:
+        self.commits += 1
+        if self.commits % COMPACT_EVERY == 0:
+            merged = await self.parts.sink.compact()
+            if merged:
+                log.debug("%s: merged %d range records", self.parts.name, merged)

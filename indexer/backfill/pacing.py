@@ -1,0 +1,78 @@
+"""How large the next unit is and whether another may start now (pure: no clock, no I/O).
+
+- Slow start: the density of logs is unknown until a first unit returns, so the first unit is
+  small (``SLOW_START_BLOCKS``) and runs alone.
+- Size follows density: each committed unit of the main sources moves the size towards
+  ``target_logs`` logs per unit (``plan.next_size``: at most 2x up, 4x down per step).
+- Memory budget: logs fetched or expected but not yet committed. A new unit starts only while
+  the estimate of everything in flight fits ``target_logs x concurrency`` (or when nothing
+  else is in flight: one unit, however dense, always runs).
+- An answer too large to read: the unit is asked again for an eighth of its blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from indexer.plan import Unit, next_size
+
+SLOW_START_BLOCKS = 16
+
+
+@dataclass(slots=True)
+class Pacer:
+    target_logs: int
+    concurrency: int
+    max_range: int
+    size: int  # blocks of the next unit
+    density: float = 0.0  # logs per block, moving average over committed units
+    measured: bool = False  # a unit of the main sources has been committed
+    held: dict[Unit, int] = field(default_factory=dict)  # unit in flight -> logs (estimated)
+
+    @classmethod
+    def start(cls, *, target_logs: int, concurrency: int, max_range: int,
+              first_range: int) -> Pacer:
+        return cls(target_logs, concurrency, max_range,
+                   size=max(1, min(first_range, SLOW_START_BLOCKS)))
+
+    @property
+    def budget(self) -> int:
+        return self.target_logs * self.concurrency
+
+    def estimate(self, blocks: int) -> int:
+        return int(self.density * blocks)
+
+    def may_start(self) -> bool:
+        """Whether another unit may start now, next to those in flight."""
+        if not self.held:
+            return True
+        if not self.measured and self.density == 0:
+            return False  # slow start: nothing is known of the density yet
+        return sum(self.held.values()) + self.estimate(self.size) <= self.budget
+
+    def started(self, unit: Unit) -> None:
+        self.held[unit] = self.estimate(len(unit.range))
+
+    def fetched(self, unit: Unit, logs: int) -> None:
+        """The unit's answer is in memory: its real size replaces the estimate."""
+        if unit in self.held:
+            self.held[unit] = logs
+
+    def ended(self, unit: Unit) -> None:
+        self.held.pop(unit, None)
+
+    def committed(self, unit: Unit, logs: int) -> None:
+        """A unit was committed with ``logs`` logs: learn the density, size the next unit."""
+        if unit.factory is not None:
+            return  # children are sparse and planned apart: they do not size the main units
+        blocks = len(unit.range)
+        density = logs / blocks
+        self.density = density if self.density == 0 else 0.7 * self.density + 0.3 * density
+        self.measured = True
+        self.size = next_size(self.size, logs, blocks, target_logs=self.target_logs,
+                              hi=self.max_range)
+
+    def too_large(self, unit: Unit) -> int:
+        """The unit's answer was too large to read: the next units are an eighth of it."""
+        self.size = max(1, len(unit.range) // 8)
+        return self.size

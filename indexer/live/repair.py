@@ -1,0 +1,83 @@
+"""Carrying out an ``Undo`` order: delete everything above the fork in one transaction
+(``sink.rollback``), drop the lease board's done markers above it, count and log the repair,
+then bring what this process knows back in line (the window, what is done, the backfill's
+plan)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+
+from indexer import metrics
+from indexer.chain.parts import ChainParts
+from indexer.lease.board import LeaseBoard
+from indexer.live.reorgs import Undo
+from indexer.live.window import Window
+from indexer.retry import TRANSIENT
+from indexer.rpc.errors import RpcError
+from indexer.sink.api import Repair
+
+log = logging.getLogger(__name__)
+
+
+class Repairer:
+    def __init__(self, parts: ChainParts, board: LeaseBoard, window: Window,
+                 on_repair: Callable[[], None]) -> None:
+        self.parts = parts
+        self.board = board
+        self.window = window
+        self.on_repair = on_repair  # the backfill plans again: what is done changed
+
+    async def carry_out(self, order: Undo, fence: int) -> None:
+        """Delete everything above ``order.keep`` and go on from there. Raises Fenced when a
+        newer live follower has written (nothing is deleted then)."""
+        p = self.parts
+        depth_limit = p.chain.finality_depth
+        keep = order.keep
+        head = order.head or await p.source.get_header("latest")
+        old = self.window.tip or await p.sink.stored_block()
+        old_tip = old.number if old else keep
+        depth = max(0, old_tip - keep)
+        deep = depth > depth_limit
+        theirs = None
+        if old is not None and head is not None and old.number <= head.number:
+            with contextlib.suppress(RpcError):
+                theirs = (await p.source.get_headers([old.number]))[old.number].hash
+        repair = Repair(keep, old_tip, head.number if head else old_tip, deep,
+                        old.hash if old else None, theirs)
+        deleted = await p.sink.rollback(repair, fence)
+        # Backfill units released done above the fork are claimable again at once (else only
+        # when their markers expire); Postgres, already trimmed, stays the record of what is done.
+        with contextlib.suppress(*TRANSIENT):
+            await self.board.forget_done(p.name, keep)
+        self._report(order, keep, old_tip, depth, deep, deleted)
+        # With finality_depth 0 the backfill goes on from the fork; else the live tail does.
+        self.window.cut_above(keep, order.fork if depth_limit > 0 else None)
+        p.state.forget_above(keep)
+        while True:  # what is done must be re-read before anything else is planned
+            try:
+                await p.state.reload(p.sink)
+                break
+            except TRANSIENT as e:
+                log.warning("%s: live tail: re-reading what is done after the repair: %s",
+                            p.name, e)
+                await p.clock.sleep(1.0)
+        p.watermark_moved()
+        self.on_repair()
+
+    def _report(self, order: Undo, keep: int, old_tip: int, depth: int, deep: bool,
+                deleted: dict[str, int]) -> None:
+        name = self.parts.name
+        rows = sum(n for t, n in deleted.items() if not t.startswith("indexer."))
+        metrics.REORGS.labels(chain=name).inc()
+        metrics.REORG_DEPTH.labels(chain=name).set(depth)
+        detail = (f"{name}: {order.why}: blocks {keep + 1}-{old_tip} replaced (depth {depth}); "
+                  f"deleted {rows} rows, {deleted.get('indexer.contracts', 0)} discovered "
+                  f"contracts; re-indexing from block {keep + 1}")
+        if deep:
+            metrics.DEEP_REORGS.labels(chain=name).inc()
+            log.error("DEEP REORG %s: deeper than finality_depth %d: rows the indexer took as "
+                      "final were replaced; repaired", detail, self.parts.chain.finality_depth)
+        else:
+            log.warning("%s", detail)

@@ -1,0 +1,162 @@
+"""Wiring for ``indexer run``: database, lease board, metrics server, one ``ChainRun`` per
+chain, progress, signals and the final summary."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from indexer import faults
+from indexer.backfill.loop import BackfillOptions
+from indexer.chain.catalog import build_catalog
+from indexer.chain.progress import Progress
+from indexer.config import ChainConfig
+from indexer.lease.board import LeaseBoard, MemoryLeaseBoard
+from indexer.ops.chain import ChainRun, RunOptions
+from indexer.ops.pgembed import database_url, redact_url
+from indexer.ops.progress import Reporter, summary
+from indexer.ops.web import MetricsServer
+from indexer.rpc.client import RpcClient
+from indexer.settings import Settings
+from indexer.sink.database import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """What ``indexer run`` was asked to do."""
+
+    once: bool = False
+    until: int | None = None
+    concurrency: int = 4
+    target_logs: int = 10_000
+    worker: str | None = None  # --worker-id
+
+
+async def run_chains(chains: Sequence[ChainConfig], request: RunRequest,
+                     settings: Settings) -> int:
+    tune_gc()
+    faults.configure(settings.faults)
+    url = database_url(settings)
+    worker = request.worker or settings.worker_id()
+    ttl = settings.lease_ttl
+    catalogs = [build_catalog(c) for c in chains]  # ABI problems surface before any I/O
+    # Per chain: the units in flight and the live tail's own connection; one for the rest.
+    db = await Database.connect(url, settings.schema,
+                                max_size=max(2, (request.concurrency + 1) * len(chains) + 1),
+                                idle_in_transaction=max(10.0, 2 * ttl))
+    await db.migrate()
+    try:
+        board, shared = await make_board(settings, await db.instance_id())
+    except BaseException:
+        await db.close()
+        raise
+    server = MetricsServer()
+    reporter = Reporter()
+    main = asyncio.current_task()
+    assert main is not None
+    loop = asyncio.get_running_loop()
+    stopped = False
+
+    def _stop() -> None:
+        nonlocal stopped
+        stopped = True
+        main.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _stop)
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
+    try:
+        port = await server.start(settings.metrics_port)
+        log.info("metrics on http://0.0.0.0:%d/metrics (%s)", port, worker)
+        follow = not request.once and request.until is None
+        options = RunOptions(
+            backfill=BackfillOptions(once=request.once, until=request.until,
+                                     concurrency=request.concurrency,
+                                     target_logs=request.target_logs, lease_ttl=ttl,
+                                     shared=shared),
+            worker=worker, follow=follow, live_trace=settings.live_trace)
+        runs: list[ChainRun] = []
+        rpcs: list[RpcClient] = []
+        for catalog in catalogs:
+            rpc = RpcClient(catalog.chain.rpc, chain=catalog.chain.name,
+                            timeout=settings.rpc_timeout)
+            rpcs.append(rpc)
+            runs.append(ChainRun(catalog, db, rpc, board, options, reporter.update))
+        server.status = lambda: [r.status() for r in runs]
+        try:
+            server.ready = True
+            results: list[Progress] = list(await asyncio.gather(*(r.run() for r in runs)))
+        finally:
+            for rpc in rpcs:
+                await rpc.close()
+        reporter.finish()
+        print(summary(results, redact_url(url), settings.schema), file=sys.stderr)
+        if settings.database_url is None:
+            from indexer.ops import pgembed
+
+            print(f"query it: {pgembed.psql_command(url)}   (or: indexer db psql)", file=sys.stderr)
+        return 0
+    except asyncio.CancelledError:
+        reporter.finish()
+        if stopped:
+            print("stopped: committed ranges are kept; run the same command to continue",
+                  file=sys.stderr)
+            return 130
+        raise
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+            loop.remove_signal_handler(sig)
+        await server.stop()
+        await db.close()
+        await board.close()
+
+
+def dump_tasks() -> None:
+    """``kill -USR1 PID``: write every asyncio task of this process and where it waits to
+    ``$TMPDIR/indexer-tasks-PID.txt`` (for a process that seems stuck)."""
+    path = os.path.join(tempfile.gettempdir(), f"indexer-tasks-{os.getpid()}.txt")
+    with open(path, "w") as out:
+        for task in asyncio.all_tasks():
+            print(f"--- {task.get_name()}: {task.get_coro()!r}", file=out)
+            task.print_stack(file=out)
+    log.warning("asyncio tasks written to %s", path)
+
+
+def tune_gc() -> None:
+    """Parsed logs are millions of small acyclic containers freed by reference counting; the
+    cyclic collector's default thresholds make it rescan them all the time, doubling the cost
+    of parsing an eth_getLogs answer. Collect rarely instead."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1000)
+
+
+async def make_board(settings: Settings, namespace: str) -> tuple[LeaseBoard, bool]:
+    """The lease board: Redis when ``REDIS_URL`` is set (many hosts), the ``--workers`` parent's
+    when ``INDEXER_LEASE_URL`` is set (one host), else this process's own. Also whether it is
+    shared with other processes."""
+    if settings.redis_url:
+        from indexer.lease.redis import RedisLeaseBoard
+
+        board = RedisLeaseBoard(settings.redis_url, namespace=namespace, ttl=settings.lease_ttl)
+        try:
+            await board.redis.ping()
+        except Exception as e:  # noqa: BLE001 - any failure to reach Redis is reported the same
+            await board.close()
+            raise SystemExit(f"error: REDIS_URL is set but Redis cannot be reached: "
+                             f"{type(e).__name__}: {e}") from None
+        return board, True
+    if settings.lease_url:
+        from indexer.lease.http import HttpLeaseBoard
+
+        return HttpLeaseBoard(settings.lease_url), True
+    return MemoryLeaseBoard(ttl=settings.lease_ttl), False

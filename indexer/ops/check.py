@@ -1,0 +1,48 @@
+"""``indexer chain check``: validate the file and its ABIs, reach every endpoint, compare the
+chain id and check that every address holds code."""
+
+from __future__ import annotations
+
+from indexer.config import ChainConfig, load_chain, resolve_chain
+from indexer.rpc.client import RpcClient, endpoint_label
+from indexer.rpc.errors import RpcError
+
+
+async def check_chain(name_or_path: str) -> int:
+    """Prints one line per item; exit 1 when any fails. Addresses are checked once, on the
+    first endpoint that answers."""
+    chain = load_chain(resolve_chain(name_or_path))
+    print(f"ok   {chain.source}: valid ({len(chain.contracts)} contracts)")
+    failed = False
+    codes_checked = False
+    for i, ep in enumerate(chain.rpc):
+        label = endpoint_label(ep.url, i)
+        async with RpcClient([ep], chain=chain.name, timeout=10.0, max_retries=1) as rpc:
+            try:
+                cid = await rpc.chain_id()
+                if cid != chain.chain_id:
+                    print(f"FAIL rpc[{i}] {label}: eth_chainId is {cid}, file says {chain.chain_id}")
+                    failed = True
+                    continue
+                print(f"ok   rpc[{i}] {label}: chain id {cid}, head {await rpc.block_number():,}")
+                if not codes_checked:
+                    failed |= await _check_code(rpc, chain)
+                    codes_checked = True
+            except RpcError as e:
+                print(f"FAIL rpc[{i}] {label}: {e}")
+                failed = True
+    return 1 if failed else 0
+
+
+async def _check_code(rpc: RpcClient, chain: ChainConfig) -> bool:
+    """One line per configured address; True when any has no code."""
+    failed = False
+    for c in chain.contracts:
+        for a in c.addresses:
+            code = await rpc.call("eth_getCode", [a, "latest"])
+            if code in (None, "0x", ""):
+                print(f"FAIL {c.name} {a}: no code at this address")
+                failed = True
+            else:
+                print(f"ok   {c.name} {a}: {len(code) // 2 - 1:,} bytes of code")
+    return failed

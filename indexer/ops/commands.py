@@ -1,0 +1,124 @@
+"""What each ``indexer`` command does, given its arguments and the settings read once from
+the environment."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+from indexer.settings import Settings
+
+EXIT_CONFIG = 2
+
+
+def run_command(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    if args.command == "run":
+        return _run(args, settings)
+    if args.command == "db":
+        return _db(args.action, settings)
+    if args.command == "migrate":
+        return _with_loop(_migrate(settings))
+    if args.command == "reset":
+        return _with_loop(_reset(args, settings))
+    if args.command == "status":
+        from indexer.ops.status import status
+
+        return _with_loop(status(args.chain, as_json=args.json, settings=settings))
+    if args.chain_command == "add":
+        from indexer.ops.chainadd import add_chain
+
+        return _with_loop(add_chain(args))
+    from indexer.ops.check import check_chain
+
+    return _with_loop(check_chain(args.chain))
+
+
+def _with_loop(coro: Coroutine[Any, Any, int]) -> int:
+    import uvloop
+
+    return int(uvloop.run(coro))
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.config import load_chains
+
+    chains = load_chains(args.chain)  # every file validated before any work starts
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.workers > 1:
+        from indexer.ops.workers import run_workers
+
+        return _with_loop(run_workers(args, settings))
+    from indexer.ops.app import RunRequest, run_chains
+
+    request = RunRequest(once=args.once, until=args.until, concurrency=args.concurrency,
+                         target_logs=args.target_logs, worker=args.worker_id)
+    return _with_loop(run_chains(chains, request, settings))
+
+
+async def _migrate(settings: Settings) -> int:
+    from indexer.ops.pgembed import database_url
+    from indexer.sink.database import Database
+
+    db = await Database.connect(database_url(settings), settings.schema, max_size=1)
+    try:
+        applied = await db.migrate()
+    finally:
+        await db.close()
+    print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+    return 0
+
+
+async def _reset(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.config import load_chain, resolve_chain
+    from indexer.ops.pgembed import database_url
+    from indexer.sink.database import Database
+
+    chain = load_chain(resolve_chain(args.chain))
+    if not args.yes:
+        answer = input(f"delete every row of chain {chain.name} (id {chain.chain_id})? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    db = await Database.connect(database_url(settings), settings.schema, max_size=1)
+    try:
+        await db.migrate()
+        deleted = await db.reset_chain(chain.chain_id)
+        if settings.redis_url:
+            from indexer.lease.redis import RedisLeaseBoard
+
+            board = RedisLeaseBoard(settings.redis_url, namespace=await db.instance_id())
+            try:
+                deleted["redis keys"] = await board.forget(chain.name)
+            finally:
+                await board.close()
+    finally:
+        await db.close()
+    for what, n in deleted.items():
+        print(f"deleted {n:,} rows of {what}")
+    return 0
+
+
+def _db(action: str, settings: Settings) -> int:
+    from indexer.ops import pgembed
+
+    if action == "stop":
+        if settings.database_url:
+            print("DATABASE_URL is set: nothing embedded to stop", file=sys.stderr)
+            return 1
+        print("stopped" if pgembed.stop() else "the embedded Postgres was not running")
+        return 0
+    url = pgembed.database_url(settings)
+    if action == "url":
+        print(url)
+        return 0
+    psql = "psql"
+    if not settings.database_url:
+        psql = pgembed.psql_command(url).split(" ")[0]
+    return subprocess.call([psql, url], env=os.environ.copy())

@@ -1,0 +1,70 @@
+"""What ``/status`` says of a running chain (``ChainStatus``, one typed value) and the
+readiness rule ``/readyz`` applies to it (pure).
+
+Readiness: a chain is ready when its lag, beyond what its finality depth explains, is under
+``max(2 minutes, 30 x block time)``. Lag is measured in seconds when the head watch knows the
+block times, else estimated from blocks x block time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+MIN_LAG_THRESHOLD = 120.0  # seconds
+LAG_THRESHOLD_BLOCKS = 30  # block times
+
+
+@dataclass(frozen=True, slots=True)
+class LiveStatus:
+    leader: bool  # this process follows the head
+    tip: int | None  # the live tail's highest block
+    websocket: bool | None  # newHeads arriving (None: no ws_url)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainStatus:
+    chain: str
+    chain_id: int
+    block_time: float
+    finality_depth: int
+    head: int  # 0 while not known
+    safe: int
+    indexed: int  # the watermark
+    lag_blocks: int | None
+    lag_seconds: int | None
+    backlog_ranges: int
+    workers: int  # alive, as seen by this process
+    last_commit: float | None  # unix time
+    live: LiveStatus | None = None  # None: no live tail in this run (--once, --until)
+
+    def as_json(self) -> dict[str, Any]:
+        """The object ``/status`` shows, with the readiness verdict."""
+        ready, reason = readiness(self)
+        return {**asdict(self), "ready": ready, "reason": reason,
+                "lag_threshold_seconds": lag_threshold(self.block_time)}
+
+
+def lag_threshold(block_time: float) -> float:
+    """Seconds of lag (beyond the finality window) a chain may have and still be ready."""
+    return max(MIN_LAG_THRESHOLD, LAG_THRESHOLD_BLOCKS * block_time)
+
+
+def excess_lag_seconds(s: ChainStatus) -> float | None:
+    """Lag beyond the finality window, in seconds; None while the head is not known."""
+    if not s.head or s.lag_blocks is None:
+        return None
+    seconds = float(s.lag_seconds) if s.lag_seconds is not None else s.lag_blocks * s.block_time
+    return max(0.0, seconds - s.finality_depth * s.block_time)
+
+
+def readiness(s: ChainStatus) -> tuple[bool, str]:
+    """(ready, reason) of one chain's status."""
+    lag = excess_lag_seconds(s)
+    if lag is None:
+        return False, f"{s.chain}: chain head not known yet"
+    limit = lag_threshold(s.block_time)
+    if lag > limit:
+        return False, (f"{s.chain}: lag {lag:.0f} s beyond the finality window "
+                       f"({s.lag_blocks} blocks behind the head) is over {limit:.0f} s")
+    return True, ""

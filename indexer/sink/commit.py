@@ -1,0 +1,134 @@
+"""The one transaction that commits a batch's rows together with its record of being done.
+
+Invariants:
+- the rows of a batch, its children and its ``indexer.ranges`` rows commit in one
+  transaction, so a crash at any point leaves either both or neither;
+- ranges of one source never overlap: the check runs under the chain's advisory lock inside
+  the committing transaction, and the primary key of every event table refuses a second copy
+  of a log, so a second writer of the same blocks rolls back;
+- the fence, the reorg epoch, the overlap check, the record and the block rows are decided in
+  one statement under that lock (its snapshot sees every commit before it);
+- no transaction is open across RPC I/O: the caller fetched and decoded before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import asyncpg
+
+from indexer import faults
+from indexer.sink import schema as ddl
+from indexer.sink.api import Batch, Fenced, RangeConflict, StaleBranch, Writer
+from indexer.sink.database import Database, chain_lock_key
+from indexer.sink.tables import ensure_partitions
+from indexer.types import BlockHeader
+
+
+async def commit(db: Database, conn: asyncpg.Connection, chain_id: int, span: int,
+                 columns: Mapping[str, Sequence[str]], batch: Batch, writer: Writer) -> None:
+    """Write ``batch`` on ``conn`` and record its range done for its sources, atomically.
+
+    The range must lie inside one block partition of ``span`` blocks. Raises RangeConflict when
+    any of it is already recorded for one of the sources, StaleBranch when a block row is
+    stored already with another hash or when ``writer.epoch`` is no longer the chain's, Fenced
+    when a newer live follower has written (``writer.live_term``): nothing is written then."""
+    rng = batch.range
+    index = rng.start // span
+    if rng.end // span != index:
+        raise ValueError(f"range {rng} crosses a partition boundary of span {span}")
+    tables = sorted(t for t, recs in batch.rows.items() if recs)  # one lock order for all
+    await ensure_partitions(db, chain_id, tables, rng, span)
+    live = writer.live_term is not None
+    blocks = batch.blocks
+    try:
+        async with conn.transaction():
+            for t in tables:
+                await conn.copy_records_to_table(
+                    ddl.block_partition_name(t, chain_id, index), records=batch.rows[t],
+                    columns=list(columns[t]), schema_name=db.schema)
+            if batch.children:
+                await conn.executemany(
+                    "INSERT INTO indexer.contracts (chain_id, contract, address, factory,"
+                    " block_number, log_index, tx_hash) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    " ON CONFLICT (chain_id, contract, address) DO NOTHING",
+                    [(chain_id, c.contract, c.address, c.factory, c.block_number, c.log_index,
+                      c.tx_hash) for c in batch.children],
+                )
+            await faults.point("after_copy")
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", chain_lock_key(chain_id))
+            r = await conn.fetchrow(
+                _RECORD, chain_id, list(batch.sources), rng.start, rng.end,
+                sum(len(batch.rows[t]) for t in tables), writer.worker, writer.fence,
+                writer.live_term, writer.epoch, [h.number for h in blocks],
+                [h.hash for h in blocks], [h.parent_hash for h in blocks],
+                [h.timestamp for h in blocks], [h.number in batch.checkpoints for h in blocks],
+                live,
+            )
+            if live and not r["fenced"]:
+                raise Fenced(f"chain {chain_id}: a newer live follower (fence above "
+                             f"{writer.live_term}) has written")
+            if writer.epoch is not None and r["epoch"] != writer.epoch:
+                raise StaleBranch(f"chain {chain_id}: blocks {rng} were fetched "
+                                  f"before a reorg repair; fetching them again")
+            if r["source"] is not None:
+                raise RangeConflict(
+                    f"chain {chain_id}: {r['source']} {r['from_block']}-{r['to_block']} "
+                    f"already done; refusing to commit {rng} again")
+            if r["blocks"] != len(blocks):
+                await _stale_block(conn, chain_id, blocks)
+    except asyncpg.UniqueViolationError as e:
+        raise RangeConflict(f"chain {chain_id}: rows of {rng} already present: {e}") from e
+
+
+_RECORD = """
+WITH fence AS (
+    UPDATE indexer.chains SET live_fence = $8
+    WHERE chain_id = $1 AND $8::bigint IS NOT NULL AND live_fence <= $8 RETURNING 1
+), clash AS (
+    SELECT source, from_block, to_block FROM indexer.ranges
+    WHERE chain_id = $1 AND source = ANY($2::text[]) AND from_block <= $4 AND to_block >= $3
+    LIMIT 1
+), go AS (
+    SELECT ($8::bigint IS NULL OR EXISTS (SELECT 1 FROM fence))
+       AND ($9::bigint IS NULL
+            OR $9 = (SELECT reorg_epoch FROM indexer.chains WHERE chain_id = $1))
+       AND NOT EXISTS (SELECT 1 FROM clash) AS ok
+), record AS (
+    INSERT INTO indexer.ranges (chain_id, source, from_block, to_block, events, worker, fence)
+    SELECT $1, s, $3, $4, $5, $6, $7 FROM unnest($2::text[]) AS s WHERE (SELECT ok FROM go)
+    RETURNING 1
+), blocks AS (
+    -- A block stored with the same hash is kept (and marked); one stored with another hash is
+    -- left alone by the WHERE, so it is missing from the rows returned.
+    INSERT INTO indexer.blocks (chain_id, number, hash, parent_hash, timestamp, live, checkpoint)
+    SELECT $1, n, h, p, to_timestamp(t), $15, c
+    FROM unnest($10::bigint[], $11::bytea[], $12::bytea[], $13::bigint[], $14::bool[])
+         AS b(n, h, p, t, c)
+    WHERE (SELECT ok FROM go)
+    ON CONFLICT (chain_id, number) DO UPDATE SET live = indexer.blocks.live OR $15,
+        checkpoint = indexer.blocks.checkpoint OR EXCLUDED.checkpoint
+    WHERE indexer.blocks.hash = EXCLUDED.hash
+    RETURNING number
+)
+SELECT EXISTS (SELECT 1 FROM fence) AS fenced,
+       (SELECT reorg_epoch FROM indexer.chains WHERE chain_id = $1) AS epoch,
+       c.source, c.from_block, c.to_block, (SELECT count(*) FROM record) AS recorded,
+       (SELECT count(*) FROM blocks) AS blocks
+FROM (SELECT 1) AS one LEFT JOIN clash AS c ON true
+"""
+
+
+async def _stale_block(conn: asyncpg.Connection, chain_id: int,
+                       blocks: Sequence[BlockHeader]) -> None:
+    """Raise StaleBranch naming the lowest of ``blocks`` stored with another hash."""
+    ours = {h.number: h.hash for h in blocks}
+    stored = await conn.fetch(
+        "SELECT number, hash FROM indexer.blocks WHERE chain_id = $1 AND number = ANY($2::bigint[])"
+        " ORDER BY number", chain_id, list(ours))
+    for r in stored:
+        if bytes(r["hash"]) != ours[r["number"]]:
+            raise StaleBranch(f"chain {chain_id}: block {r['number']} is stored with hash "
+                              f"0x{bytes(r['hash']).hex()} but was fetched as "
+                              f"0x{ours[r['number']].hex()}", r["number"])
+    raise StaleBranch(f"chain {chain_id}: block rows of {sorted(ours)} were not all written")
