@@ -156,6 +156,3 @@ BLOCK_COMMIT_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=REGISTRY,
 )
-
-# Outcomes of an RPC request, as used in the ``outcome`` label.
-OUTCOMES = ("ok", "range_too_large", "rate_limited", "node_behind", "timeout", "error")
