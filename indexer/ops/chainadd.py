@@ -261,13 +261,13 @@ def choose(name: str, p: Probe, from_block: int | None,
 def _logs_range(p: Probe) -> tuple[int, str]:
     accepted = [v for v in p.logs_range.values() if v is not None]
     if not accepted:
-        return 1_000, "every eth_getLogs probe was refused; a guess: the runner splits refused ranges"
+        return 1_000, "every eth_getLogs probe was refused; a guess: the indexer splits refused ranges"
     if not p.logs_refusal and min(accepted) >= p.head + 1:
         return (DEFAULT_GET_LOGS_MAX_RANGE,
                 f"no limit met up to the head ({p.head + 1:,} blocks); the default")
     refused = "" if p.logs_refusal else f", none refused up to {LOG_RANGES[-1]:,}"
     return min(accepted), (f"largest eth_getLogs range every endpoint accepted{refused}; "
-                           "the runner adapts below it")
+                           "the indexer adapts below it")
 
 
 def _probed_finality(p: Probe, block_time: float) -> tuple[int, str]:
