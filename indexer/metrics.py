@@ -156,3 +156,9 @@ BLOCK_COMMIT_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=REGISTRY,
 )
+CONFIG_RELOADS = Counter(
+    "indexer_config_reloads_total",
+    "Reloads of an edited chain file (SIGHUP, --watch), by outcome (applied, refused).",
+    ["chain", "outcome"],
+    registry=REGISTRY,
+)

@@ -96,6 +96,32 @@ def todo(
     return units
 
 
+def intersect(ranges: Iterable[BlockRange], rng: BlockRange) -> list[BlockRange]:
+    """The parts of ``ranges`` inside ``rng``, merged, in order."""
+    out = []
+    for r in merge(ranges):
+        if r.end < rng.start or r.start > rng.end:
+            continue
+        out.append(BlockRange(max(r.start, rng.start), min(r.end, rng.end)))
+    return out
+
+
+def redo(
+    sources: Sequence[Source], done: Mapping[str, Sequence[BlockRange]], rng: BlockRange
+) -> list[Unit]:
+    """Maximal units over the blocks of ``rng`` that are done, for the sources done there
+    (what a re-index fetches again); children of a factory apart, as in ``todo``."""
+    groups: dict[str | None, list[Source]] = {}
+    for s in sources:
+        groups.setdefault(s.factory, []).append(s)
+    units: list[Unit] = []
+    for factory, members in groups.items():
+        units.extend(_sweep({s.name: intersect(done.get(s.name, ()), rng) for s in members},
+                            factory))
+    units.sort(key=lambda u: (u.range.start, u.factory is not None, u.range.end))
+    return units
+
+
 def _sweep(left: Mapping[str, list[BlockRange]], factory: str | None) -> list[Unit]:
     cuts: set[int] = set()
     for parts in left.values():

@@ -168,7 +168,7 @@ class Backfill:
         if not self.pacer.may_start():
             return None
         try:
-            unit = await self.claims.claim(self.pacer.size, self.parts.state.reach)
+            unit = await self.claims.claim(self.pacer.size, self._reach)
         except TRANSIENT as e:
             log.warning("%s: lease board unreachable, waiting: %s", self.parts.name, e)
             await self.parts.clock.sleep(1.0)
@@ -176,6 +176,10 @@ class Backfill:
         if unit is not None:
             self.pacer.started(unit)
         return unit
+
+    def _reach(self, factory: str) -> int:
+        """How far ``factory``'s discovery of children reaches: their units wait for it."""
+        return self.parts.state.reach(self.parts.catalog.discovery_keys(factory))
 
     async def _idle(self) -> None:
         """Nothing can be claimed: other workers hold the rest, or children wait for discovery.

@@ -75,7 +75,7 @@ class Fetcher:
         times = await self._block_times(logs, answer.headers)
         await faults.point("after_fetch")
         t1 = time.perf_counter()
-        result = self.catalog.decoder.decode(logs, flt.routes, times)
+        result = self.catalog.decoder.decode(logs, flt.routes, times, flt.only)
         found = self.catalog.discover(result)
         await faults.point("after_decode")
         if result.failures:

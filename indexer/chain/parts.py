@@ -3,8 +3,6 @@ the composer (``indexer.ops.chain``) and handed to both."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from indexer.chain.catalog import Catalog
 from indexer.chain.fetch import Fetcher
 from indexer.chain.head import HeadWatch
@@ -16,24 +14,42 @@ from indexer.config import ChainConfig
 from indexer.sink.api import Sink
 
 
-@dataclass(frozen=True, slots=True)
 class ChainParts:
-    catalog: Catalog  # what is indexed (frozen)
-    state: ChainState  # what is done (its one owner)
-    source: ChainSource  # the node
-    sink: Sink  # the database, bound to this chain
-    fetcher: Fetcher  # fetch and decode units through ``source``
-    head: HeadWatch
-    progress: Progress
-    clock: Clock
+    """``catalog``: what is indexed, frozen; replaced as a whole when the chain file is
+    reloaded (``retarget``), which the loops see at their next look. ``state``: what is done
+    (its one owner). ``source``: the node. ``sink``: the database, bound to this chain.
+    ``fetcher``: fetch and decode units through ``source``."""
+
+    __slots__ = ("_catalog", "clock", "fetcher", "head", "progress", "sink", "source", "state")
+
+    def __init__(self, catalog: Catalog, state: ChainState, source: ChainSource, sink: Sink,
+                 fetcher: Fetcher, head: HeadWatch, progress: Progress, clock: Clock) -> None:
+        self._catalog = catalog
+        self.state = state
+        self.source = source
+        self.sink = sink
+        self.fetcher = fetcher
+        self.head = head
+        self.progress = progress
+        self.clock = clock
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog
+
+    def retarget(self, catalog: Catalog) -> None:
+        """From now on, index what ``catalog`` says (what is done of each source stays)."""
+        self._catalog = catalog
+        self.fetcher.catalog = catalog
+        self.state.retarget(catalog.sources)
 
     @property
     def chain(self) -> ChainConfig:
-        return self.catalog.chain
+        return self._catalog.chain
 
     @property
     def name(self) -> str:
-        return self.catalog.chain.name
+        return self._catalog.chain.name
 
     def watermark_moved(self) -> None:
         """The state changed: the watermark and its gauges follow."""

@@ -1,5 +1,6 @@
-"""What is done on one chain, as this process knows it: the blocks each source has committed,
-the children each factory has discovered, and the reorg epoch they were read at.
+"""What is done on one chain, as this process knows it: the blocks each source (one event of
+one contract at one target: ``chain.keys``) has committed, the children each factory has
+discovered, and the reorg epoch they were read at.
 
 ``ChainState`` is the one owner of this state: only its methods change it. Postgres stays the
 record (``reload`` reads it back); the methods here keep the view current between reloads with
@@ -26,6 +27,10 @@ class ChainState:
         self._epoch = 0
 
     @property
+    def sources(self) -> tuple[Source, ...]:
+        return self._sources
+
+    @property
     def epoch(self) -> int:
         """The reorg epoch the view was read at: a backfill commit carries it, and is refused
         when a repair ran since."""
@@ -45,10 +50,16 @@ class ChainState:
         """Highest block up to which every source is complete; -1 when none is."""
         return watermark(self._sources, self._done)
 
-    def reach(self, source: str) -> int:
-        """Highest block up to which ``source`` is complete (how far a factory's discovery
-        reaches)."""
-        return watermark([s for s in self._sources if s.name == source], self._done)
+    def reach(self, sources: Sequence[str]) -> int:
+        """Highest block up to which all of ``sources`` are complete (how far a factory's
+        discovery reaches)."""
+        wanted = set(sources)
+        return watermark([s for s in self._sources if s.name in wanted], self._done)
+
+    def retarget(self, sources: Sequence[Source]) -> None:
+        """The chain file changed: these are the sources from now on (what is done of each,
+        current or not, stays known)."""
+        self._sources = tuple(sources)
 
     def record(self, sources: Sequence[str], rng: BlockRange) -> None:
         """``rng`` was committed for ``sources`` (by this process)."""

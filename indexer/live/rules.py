@@ -41,30 +41,42 @@ def fork_point(stored: Sequence[BlockHeader], remote: Mapping[int, bytes]) -> in
     return max(agreed, default=None)
 
 
+Discovery = Mapping[str, Sequence[str]]  # factory -> the sources announcing its children
+
+
+def discovery_reach(sources: Sequence[Source], done: Mapping[str, Sequence[BlockRange]],
+                    discovery: Discovery, factory: str) -> int:
+    """Highest block up to which every source announcing ``factory``'s children is done."""
+    start = {s.name: s.start_block for s in sources}
+    keys = [k for k in discovery.get(factory, ()) if k in start]
+    if not keys:
+        return -1
+    return min(covered_until(start[k], done.get(k, ())) for k in keys)
+
+
 def live_units(sources: Sequence[Source], done: Mapping[str, Sequence[BlockRange]],
-               rng: BlockRange) -> list[Unit]:
+               rng: BlockRange, discovery: Discovery) -> list[Unit]:
     """The units the live follower fetches over ``rng`` (new blocks above the safe head):
     every source active over all of ``rng`` and with none of it done yet; children of a factory
-    only once the factory is complete up to ``rng.start - 1`` (children it announces inside
-    ``rng`` come from the same fetch). What is left out here (a source starting inside ``rng``,
-    children whose factory is still being backfilled) is done by the backfill once the blocks
-    sink under the safe head."""
+    only once the factory's discovery is complete up to ``rng.start - 1`` (children it
+    announces inside ``rng`` come from the same fetch). What is left out here (a source
+    starting inside ``rng``, children whose factory is still being backfilled) is done by the
+    backfill once the blocks sink under the safe head."""
 
     def free(s: Source) -> bool:
         left = subtract(rng, done.get(s.name, ()))
         return s.start_block <= rng.start and len(left) == 1 and left[0] == rng
 
-    by_name = {s.name: s for s in sources}
     main = tuple(sorted(s.name for s in sources if s.factory is None and free(s)))
     units = [Unit(rng, main)] if main else []
     groups: dict[str, list[str]] = {}
     for s in sources:
         if s.factory is None or not free(s):
             continue
-        f = by_name[s.factory]
-        reach = covered_until(f.start_block, done.get(f.name, ()))
-        if reach >= rng.end or (reach >= rng.start - 1 and f.name in main):
-            groups.setdefault(f.name, []).append(s.name)
+        reach = discovery_reach(sources, done, discovery, s.factory)
+        announced_here = set(discovery.get(s.factory, ())) <= set(main)
+        if reach >= rng.end or (reach >= rng.start - 1 and announced_here):
+            groups.setdefault(s.factory, []).append(s.name)
     units += [Unit(rng, tuple(sorted(names)), factory) for factory, names in sorted(groups.items())]
     return units
 
@@ -85,18 +97,16 @@ def next_span(tip: int | None, safe: int, head: int, *, most: int, partition: in
 
 
 def live_holes(sources: Sequence[Source], done: Mapping[str, Sequence[BlockRange]],
-               window: BlockRange) -> list[Unit]:
+               window: BlockRange, discovery: Discovery) -> list[Unit]:
     """What is left undone inside ``window`` (blocks above the safe head the follower has
     passed): sources left out when their blocks were new, e.g. children whose factory was still
-    being backfilled. Children only up to where their factory is complete."""
+    being backfilled. Children only up to where their factory's discovery is complete."""
     below = [BlockRange(0, window.start - 1)] if window.start > 0 else []
     clipped = {s.name: [*below, *done.get(s.name, ())] for s in sources}
-    by_name = {s.name: s for s in sources}
     units: list[Unit] = []
     for u in todo(sources, clipped, window.end):
         if u.factory is not None:
-            f = by_name[u.factory]
-            reach = covered_until(f.start_block, done.get(f.name, ()))
+            reach = discovery_reach(sources, done, discovery, u.factory)
             if reach < u.range.start:
                 continue
             u = Unit(BlockRange(u.range.start, min(u.range.end, reach)), u.sources, u.factory)

@@ -103,7 +103,7 @@ class Tail:
             prev = await p.sink.stored_block(span.start - 1)
         sources, done = p.catalog.sources, p.state.done
         span = live_cut(sources, done, span)
-        units = live_units(sources, done, span)
+        units = live_units(sources, done, span, p.catalog.discovery)
         known = {span.end: head} if span.end == head.number else {}
         needed = [n for n in range(span.start, span.end + 1) if n not in known]
         got, result = await asyncio.gather(
@@ -167,7 +167,8 @@ class Tail:
             return
         p = self.parts
         lo = max(lowest, tip.number - w.retain + 1)
-        for u in live_holes(p.catalog.sources, p.state.done, BlockRange(lo, tip.number)):
+        for u in live_holes(p.catalog.sources, p.state.done, BlockRange(lo, tip.number),
+                            p.catalog.discovery):
             for piece in pieces(u.range, p.chain.partition_blocks):
                 unit = Unit(piece, u.sources, u.factory)
                 r = await p.fetcher.unit(unit, p.state.children)

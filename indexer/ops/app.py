@@ -39,6 +39,7 @@ class RunRequest:
     concurrency: int = 4
     target_logs: int = 10_000
     worker: str | None = None  # --worker-id
+    watch: bool = False  # --watch: apply the chain file whenever it changes
 
 
 async def run_chains(chains: Sequence[ChainConfig], request: RunRequest,
@@ -71,9 +72,19 @@ async def run_chains(chains: Sequence[ChainConfig], request: RunRequest,
         stopped = True
         main.cancel()
 
+    runs: list[ChainRun] = []
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def _reload() -> None:  # SIGHUP: apply the edited chain files
+        for r in runs:
+            task = asyncio.create_task(r.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _stop)
     loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
+    loop.add_signal_handler(signal.SIGHUP, _reload)
     try:
         port = await server.start(settings.metrics_port)
         log.info("metrics on http://0.0.0.0:%d/metrics (%s)", port, worker)
@@ -84,13 +95,13 @@ async def run_chains(chains: Sequence[ChainConfig], request: RunRequest,
                                      target_logs=request.target_logs, lease_ttl=ttl,
                                      shared=shared),
             worker=worker, follow=follow, live_trace=settings.live_trace)
-        runs: list[ChainRun] = []
         rpcs: list[RpcClient] = []
         for catalog in catalogs:
             rpc = RpcClient(catalog.chain.rpc, chain=catalog.chain.name,
                             timeout=settings.rpc_timeout)
             rpcs.append(rpc)
-            runs.append(ChainRun(catalog, db, rpc, board, options, reporter.update))
+            runs.append(ChainRun(catalog, db, rpc, board, options, reporter.update,
+                                 watch=request.watch))
         server.status = lambda: [r.status() for r in runs]
         try:
             server.ready = True
@@ -113,8 +124,10 @@ async def run_chains(chains: Sequence[ChainConfig], request: RunRequest,
             return 130
         raise
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        for task in reloads:
+            task.cancel()
         await server.stop()
         await db.close()
         await board.close()

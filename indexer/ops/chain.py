@@ -7,26 +7,36 @@ callback wired here.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from indexer import metrics
+from indexer.abi import AbiError
 from indexer.backfill.loop import Backfill, BackfillOptions
 from indexer.chain.catalog import Catalog
+from indexer.chain.coverage import event_progress
 from indexer.chain.fetch import Fetcher
 from indexer.chain.head import HeadWatch
 from indexer.chain.parts import ChainParts
 from indexer.chain.progress import Progress
 from indexer.chain.state import ChainState
 from indexer.clock import SYSTEM, Clock
+from indexer.config import ChainConfig, ConfigError, load_chain
 from indexer.lease.board import LeaseBoard
 from indexer.lease.claims import Claims
 from indexer.live.follower import LiveFollower
-from indexer.ops.readiness import ChainStatus, LiveStatus
+from indexer.ops.attach import attach
+from indexer.ops.readiness import ChainStatus, EventStatus, LiveStatus
 from indexer.rpc.client import RpcClient
 from indexer.sink.database import Database
 from indexer.sink.postgres import PostgresSink
 from indexer.sink.tables import ensure_event_tables
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +50,15 @@ class RunOptions:
 class ChainRun:
     def __init__(self, catalog: Catalog, db: Database, rpc: RpcClient, board: LeaseBoard,
                  options: RunOptions, on_progress: Callable[[Progress], None] | None = None,
-                 clock: Clock = SYSTEM) -> None:
+                 clock: Clock = SYSTEM, watch: bool = False) -> None:
         chain = catalog.chain
         self.db = db
         self.rpc = rpc
         self.board = board
         self.options = options
         progress = Progress(chain.name, chain.finality_depth, on_change=on_progress)
-        sink = PostgresSink(db, chain.chain_id, chain.partition_blocks, catalog.columns)
+        sink = self.sink = PostgresSink(db, chain.chain_id, chain.partition_blocks,
+                                        catalog.columns)
         self.parts = ChainParts(
             catalog=catalog, state=ChainState(catalog.sources), source=rpc, sink=sink,
             fetcher=Fetcher(catalog, rpc), head=HeadWatch(rpc, progress, clock),
@@ -57,6 +68,7 @@ class ChainRun:
         self.claims = Claims(chain.name, board, options.worker, chain.partition_blocks,
                              bf.lease_ttl)
         self.backfill = Backfill(self.parts, self.claims, options.worker, bf)
+        self.watch = watch
         self.live: LiveFollower | None = None
         if options.follow:
             self.live = LiveFollower(self.parts, board, options.worker,
@@ -82,7 +94,7 @@ class ChainRun:
             c.chain_id, c.name, c.partition_blocks, c.finality_depth, c.block_time,
             genesis.hash if genesis is not None else None,
         )
-        await ensure_event_tables(self.db, p.catalog.tables)
+        await self._attach(c)
         if not self.options.backfill.shared:  # alone: tidy the records of earlier runs
             await p.sink.compact()
         await p.state.reload(p.sink)
@@ -92,6 +104,58 @@ class ChainRun:
             finality_depth=str(c.finality_depth),
         ).set(1)
 
+    async def _attach(self, chain: ChainConfig) -> None:
+        """Register the file's sources, make their tables, and index what it says from now."""
+        attached = await attach(self.db, chain)
+        await ensure_event_tables(self.db, attached.catalog.tables)
+        self.sink.bind(attached.ids, attached.catalog.columns)
+        self.parts.retarget(attached.catalog)
+
+    async def reload(self) -> bool:
+        """Apply the chain file as it is now (SIGHUP, ``--watch``): the difference is planned
+        like any other work, and the live tail and the backfill carry on. A file that does not
+        load, or that decodes an indexed event otherwise, is refused with the usual errors and
+        the run goes on with the file it had. Whether the new file is in force."""
+        old = self.parts.chain
+        before = set(self.parts.catalog.keyed)
+        try:
+            new = load_chain(old.source)
+            if new.chain_id != old.chain_id:
+                raise ConfigError(f"{old.source}: chain_id: changed from {old.chain_id} to "
+                                  f"{new.chain_id}; a running indexer cannot change chains")
+            await self._attach(dataclasses.replace(old, contracts=new.contracts,
+                                                   start_block=new.start_block))
+        except (ConfigError, AbiError) as e:
+            for line in str(e).splitlines():
+                log.error("%s: the edited chain file is not applied: %s", old.name, line)
+            metrics.CONFIG_RELOADS.labels(chain=old.name, outcome="refused").inc()
+            return False
+        others = [f.name for f in dataclasses.fields(old) if f.name not in
+                  ("contracts", "start_block", "source")
+                  and getattr(old, f.name) != getattr(new, f.name)]
+        if others:
+            log.warning("%s: the chain file's %s changed: that takes a restart (applied now: "
+                        "the contracts)", old.name, ", ".join(others))
+        now = set(self.parts.catalog.keyed)
+        log.info("%s: chain file reloaded: %d sources, %d of them new (planned from their start "
+                 "blocks), %d no longer indexed (their rows are kept)", old.name, len(now),
+                 len(now - before), len(before - now))
+        metrics.CONFIG_RELOADS.labels(chain=old.name, outcome="applied").inc()
+        await self.parts.state.reload(self.parts.sink)
+        self.backfill.replan()
+        return True
+
+    async def watch_file(self, every: float = 1.0) -> None:
+        """``--watch``: reload whenever the chain file changes."""
+        path = self.parts.chain.source
+        seen = _stamp(path)
+        while True:
+            await self.parts.clock.sleep(every)
+            now = _stamp(path)
+            if now != seen:
+                seen = now
+                await self.reload()
+
     async def run(self) -> Progress:
         """Prepare, then backfill (and follow the head) until the backfill is done: with
         ``--once``/``--until`` it ends, else it follows the safe head for ever. A live tail
@@ -100,6 +164,7 @@ class ChainRun:
         watch = asyncio.create_task(self.parts.head.watch(self.parts.state.watermark))
         main = asyncio.create_task(self.backfill.run())
         tail = asyncio.create_task(self.live.run()) if self.live is not None else None
+        files = asyncio.create_task(self.watch_file()) if self.watch else None
         try:
             if tail is not None:
                 await asyncio.wait({main, tail}, return_when=asyncio.FIRST_COMPLETED)
@@ -108,7 +173,7 @@ class ChainRun:
             await main
             return self.progress
         finally:
-            tasks = [t for t in (watch, main, tail) if t is not None]
+            tasks = [t for t in (watch, main, tail, files) if t is not None]
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -122,10 +187,25 @@ class ChainRun:
             heads = self.live.heads
             live = LiveStatus(self.live.leading, tip.number if tip else None,
                               None if heads is None else heads.healthy)
+        elapsed = max(1e-9, time.monotonic() - pr.started)
+        rate = pr.blocks / elapsed
+        events = tuple(
+            EventStatus(e.contract, e.event, e.state, round(e.percent, 1), e.eta_seconds)
+            for e in (x.with_rate(rate) for x in event_progress(
+                self.parts.catalog, self.parts.state.done, pr.target)))
         return ChainStatus(
             chain=c.name, chain_id=c.chain_id, block_time=c.block_time,
             finality_depth=c.finality_depth, head=pr.head, safe=pr.head - c.finality_depth,
             indexed=pr.indexed, lag_blocks=max(0, pr.head - pr.indexed) if pr.head else None,
             lag_seconds=self.parts.head.lag_seconds, backlog_ranges=self.backfill.backlog(),
             workers=self.claims.workers_alive, last_commit=pr.last_commit, live=live,
+            events=events,
         )
+
+
+def _stamp(path: Path) -> tuple[float, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime, st.st_size

@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="logs per eth_getLogs the range size aims at (default 10000)")
     run.add_argument("--worker-id", metavar="ID",
                      help="name of this worker in leases and status (default HOST:PID)")
+    run.add_argument("--watch", action="store_true",
+                     help="apply the chain files whenever they change (as SIGHUP does)")
 
     st = sub.add_parser("status", help="per chain: head, indexed block, lag, rows per table")
     st.add_argument("--chain", action="append", metavar="NAME|PATH")
@@ -48,6 +50,21 @@ def _parser() -> argparse.ArgumentParser:
     rs = sub.add_parser("reset", help="delete everything indexed for a chain")
     rs.add_argument("--chain", required=True, metavar="NAME|PATH")
     rs.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    ri = sub.add_parser("reindex", help="fetch a contract's indexed blocks again and replace "
+                        "their rows (after an ABI fix)")
+    ri.add_argument("--chain", required=True, metavar="NAME|PATH")
+    ri.add_argument("--contract", required=True, metavar="C", help="as named in the chain file")
+    ri.add_argument("--event", metavar="E", help="one event (name or signature); default all")
+    ri.add_argument("--from-block", type=int, metavar="N", help="default: the contract's start")
+    ri.add_argument("--to-block", type=int, metavar="M", help="default: its highest done block")
+
+    pr = sub.add_parser("prune", help="delete a contract's rows on a chain (after removing it "
+                        "from the chain file)")
+    pr.add_argument("--chain", required=True, metavar="NAME|PATH")
+    pr.add_argument("--contract", required=True, metavar="C")
+    pr.add_argument("--event", metavar="E", help="one event (name or signature); default all")
+    pr.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     ch = sub.add_parser("chain", help="chain files")
     chsub = ch.add_subparsers(dest="chain_command", required=True)

@@ -25,6 +25,10 @@ def run_command(args: argparse.Namespace) -> int:
         return _with_loop(_migrate(settings))
     if args.command == "reset":
         return _with_loop(_reset(args, settings))
+    if args.command == "reindex":
+        return _with_loop(_reindex(args, settings))
+    if args.command == "prune":
+        return _with_loop(_prune(args, settings))
     if args.command == "status":
         from indexer.ops.status import status
 
@@ -58,7 +62,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.ops.app import RunRequest, run_chains
 
     request = RunRequest(once=args.once, until=args.until, concurrency=args.concurrency,
-                         target_logs=args.target_logs, worker=args.worker_id)
+                         target_logs=args.target_logs, worker=args.worker_id,
+                         watch=args.watch)
     return _with_loop(run_chains(chains, request, settings))
 
 
@@ -103,6 +108,45 @@ async def _reset(args: argparse.Namespace, settings: Settings) -> int:
     for what, n in deleted.items():
         print(f"deleted {n:,} rows of {what}")
     return 0
+
+
+async def _reindex(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.config import load_chain, resolve_chain
+    from indexer.ops.pgembed import database_url
+    from indexer.ops.reindex import reindex_command
+    from indexer.rpc.client import RpcClient
+    from indexer.sink.database import Database
+
+    chain = load_chain(resolve_chain(args.chain))
+    db = await Database.connect(database_url(settings), settings.schema, max_size=2)
+    try:
+        await db.migrate()
+        async with RpcClient(chain.rpc, chain=chain.name, timeout=settings.rpc_timeout) as rpc:
+            return await reindex_command(chain, db, rpc, args.contract, args.event,
+                                         args.from_block, args.to_block)
+    finally:
+        await db.close()
+
+
+async def _prune(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.config import load_chain, resolve_chain
+    from indexer.ops.pgembed import database_url
+    from indexer.ops.prune import prune_command
+    from indexer.sink.database import Database
+
+    chain = load_chain(resolve_chain(args.chain))
+    what = args.contract + (f" {args.event}" if args.event else "")
+    if not args.yes:
+        answer = input(f"delete every row of {what} on chain {chain.name}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    db = await Database.connect(database_url(settings), settings.schema, max_size=1)
+    try:
+        await db.migrate()
+        return await prune_command(chain, db, args.contract, args.event)
+    finally:
+        await db.close()
 
 
 def _db(action: str, settings: Settings) -> int:

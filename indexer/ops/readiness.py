@@ -23,6 +23,17 @@ class LiveStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class EventStatus:
+    """How far one event of one contract is (over its addresses or factory children)."""
+
+    contract: str
+    event: str
+    state: str  # done, backfilling
+    percent: float
+    eta_seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class ChainStatus:
     chain: str
     chain_id: int
@@ -37,6 +48,7 @@ class ChainStatus:
     workers: int  # alive, as seen by this process
     last_commit: float | None  # unix time
     live: LiveStatus | None = None  # None: no live tail in this run (--once, --until)
+    events: tuple[EventStatus, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """The object ``/status`` shows, with the readiness verdict."""

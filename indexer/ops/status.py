@@ -11,9 +11,10 @@ from typing import Any
 
 import orjson
 
-from indexer.chain.catalog import build_catalog
+from indexer.chain.coverage import EventProgress, event_progress
 from indexer.config import ChainConfig, ConfigError, load_chain, resolve_chain
 from indexer.lease.board import LIVE_GROUP, LeaseBoard
+from indexer.ops.attach import attach
 from indexer.ops.pgembed import database_url
 from indexer.plan import covered_until, todo, watermark
 from indexer.rpc.client import RpcClient
@@ -48,9 +49,13 @@ class ChainReport:
     leased: list[LeaseReport] | None
     tables: dict[str, int]
     live: dict[str, Any]
+    events: list[EventProgress]  # per event of each contract of the chain file
 
     def as_json(self) -> dict[str, Any]:
         d = asdict(self)
+        d["events"] = [{"contract": e.contract, "event": e.event, "state": e.state,
+                        "percent": round(e.percent, 1), "eta_seconds": e.eta_seconds,
+                        "sources": e.sources} for e in self.events]
         if self.leased is not None:
             d["leased"] = [{"group": x.group, "from": x.from_block, "to": x.to_block,
                             "worker": x.worker, "fence": x.fence} for x in self.leased]
@@ -65,15 +70,28 @@ async def _head(chain: ChainConfig) -> int | None:
         return None
 
 
+RATE_WINDOW = 300.0  # seconds of recent records the ETA of a source is judged by
+
+
 async def chain_report(db: Database, chain: ChainConfig | None, chain_id: int, name: str,
                        board: LeaseBoard | None = None) -> ChainReport:
+    events: list[EventProgress] = []
+    if chain is not None:
+        catalog = (await attach(db, chain)).catalog  # upgrades records of an older release
     done = await queries.done_ranges(db, chain_id)
     pending = None
     head = None
     if chain is not None:
-        sources = build_catalog(chain).sources
+        sources = catalog.sources
         indexed = watermark(sources, done)
         head = await _head(chain)
+        safe = (head if head is not None else max(indexed, 0)) - chain.finality_depth
+        recent = await queries.recent_blocks(db, chain_id, RATE_WINDOW)
+        for e in event_progress(catalog, done, safe):
+            keys = catalog.keys_of(e.contract, e.event)
+            busy = [k for k in keys if recent.get(k)]
+            rate = sum(recent[k] for k in busy) / RATE_WINDOW / len(busy) if busy else 0.0
+            events.append(e.with_rate(rate))
         if head is not None:
             pending = len(todo(sources, done, head - chain.finality_depth))
     else:
@@ -89,9 +107,9 @@ async def chain_report(db: Database, chain: ChainConfig | None, chain_id: int, n
     return ChainReport(
         chain=name, chain_id=chain_id, head=head, indexed=indexed,
         lag=None if head is None else max(0, head - indexed),
-        ranges_done=sum(len(v) for v in done.values()), pending=pending, workers=workers,
-        leased=leased, tables=await queries.table_counts(db, chain_id),
-        live=await live_summary(db, chain_id),
+        ranges_done=await queries.record_count(db, chain_id), pending=pending,
+        workers=workers, leased=leased, tables=await queries.table_counts(db, chain_id),
+        live=await live_summary(db, chain_id), events=events,
     )
 
 
@@ -157,5 +175,7 @@ def print_chain(r: ChainReport) -> None:
               f"finality_depth)" + ("" if last is None else
               f"; last at {last['at'][:19]}: depth {last['depth']}, fork at block "
               f"{last['fork_block']}, {last['rows_deleted']} rows deleted"))
+    for e in r.events:
+        print(f"  {e.line()}")
     for table, n in r.tables.items():
         print(f"  {table}: {n:,} rows")

@@ -41,6 +41,8 @@ def worker_argv(args: argparse.Namespace, worker_id: str) -> list[str]:
         argv.append("--once")
     if args.until is not None:
         argv += ["--until", str(args.until)]
+    if args.watch:
+        argv.append("--watch")
     return argv
 
 
@@ -66,7 +68,7 @@ async def run_workers(args: argparse.Namespace, settings: Settings) -> int:
             if p.returncode is None:
                 p.send_signal(sig)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, forward, sig)
     try:
         codes = [await p.wait() for p in procs]

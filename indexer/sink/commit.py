@@ -26,8 +26,11 @@ from indexer.types import BlockHeader
 
 
 async def commit(db: Database, conn: asyncpg.Connection, chain_id: int, span: int,
-                 columns: Mapping[str, Sequence[str]], batch: Batch, writer: Writer) -> None:
-    """Write ``batch`` on ``conn`` and record its range done for its sources, atomically.
+                 columns: Mapping[str, Sequence[str]], batch: Batch, writer: Writer,
+                 coverage: int | None, members: Sequence[int]) -> None:
+    """Write ``batch`` on ``conn`` and record its range done for its sources (``coverage``,
+    the set of source ids ``members``; None when the batch has no source: block rows only),
+    atomically.
 
     The range must lie inside one block partition of ``span`` blocks. Raises RangeConflict when
     any of it is already recorded for one of the sources, StaleBranch when a block row is
@@ -58,12 +61,12 @@ async def commit(db: Database, conn: asyncpg.Connection, chain_id: int, span: in
             await faults.point("after_copy")
             await conn.execute("SELECT pg_advisory_xact_lock($1)", chain_lock_key(chain_id))
             r = await conn.fetchrow(
-                _RECORD, chain_id, list(batch.sources), rng.start, rng.end,
+                _RECORD, chain_id, coverage, rng.start, rng.end,
                 sum(len(batch.rows[t]) for t in tables), writer.worker, writer.fence,
                 writer.live_term, writer.epoch, [h.number for h in blocks],
                 [h.hash for h in blocks], [h.parent_hash for h in blocks],
                 [h.timestamp for h in blocks], [h.number in batch.checkpoints for h in blocks],
-                live,
+                live, list(members),
             )
             if live and not r["fenced"]:
                 raise Fenced(f"chain {chain_id}: a newer live follower (fence above "
@@ -71,10 +74,10 @@ async def commit(db: Database, conn: asyncpg.Connection, chain_id: int, span: in
             if writer.epoch is not None and r["epoch"] != writer.epoch:
                 raise StaleBranch(f"chain {chain_id}: blocks {rng} were fetched "
                                   f"before a reorg repair; fetching them again")
-            if r["source"] is not None:
+            if r["from_block"] is not None:
                 raise RangeConflict(
-                    f"chain {chain_id}: {r['source']} {r['from_block']}-{r['to_block']} "
-                    f"already done; refusing to commit {rng} again")
+                    f"chain {chain_id}: blocks {r['from_block']}-{r['to_block']} of "
+                    f"{r['source']} are already done; refusing to commit {rng} again")
             if r["blocks"] != len(blocks):
                 await _stale_block(conn, chain_id, blocks)
     except asyncpg.UniqueViolationError as e:
@@ -86,8 +89,13 @@ WITH fence AS (
     UPDATE indexer.chains SET live_fence = $8
     WHERE chain_id = $1 AND $8::bigint IS NOT NULL AND live_fence <= $8 RETURNING 1
 ), clash AS (
-    SELECT source, from_block, to_block FROM indexer.ranges
-    WHERE chain_id = $1 AND source = ANY($2::text[]) AND from_block <= $4 AND to_block >= $3
+    -- A record over any of these blocks whose coverage shares a source with this one.
+    SELECT (SELECT s.key FROM indexer.sources s
+            WHERE s.id = ANY(c.members) AND s.id = ANY($16::bigint[]) LIMIT 1) AS source,
+           r.from_block, r.to_block
+    FROM indexer.ranges r JOIN indexer.coverages c ON c.id = r.coverage
+    WHERE r.chain_id = $1 AND r.to_block >= $3 AND r.from_block <= $4
+      AND c.members && $16::bigint[]
     LIMIT 1
 ), go AS (
     SELECT ($8::bigint IS NULL OR EXISTS (SELECT 1 FROM fence))
@@ -95,8 +103,9 @@ WITH fence AS (
             OR $9 = (SELECT reorg_epoch FROM indexer.chains WHERE chain_id = $1))
        AND NOT EXISTS (SELECT 1 FROM clash) AS ok
 ), record AS (
-    INSERT INTO indexer.ranges (chain_id, source, from_block, to_block, events, worker, fence)
-    SELECT $1, s, $3, $4, $5, $6, $7 FROM unnest($2::text[]) AS s WHERE (SELECT ok FROM go)
+    INSERT INTO indexer.ranges (chain_id, coverage, from_block, to_block, events, worker, fence)
+    SELECT $1, $2::bigint, $3, $4, $5, $6, $7
+    WHERE (SELECT ok FROM go) AND $2::bigint IS NOT NULL
     RETURNING 1
 ), blocks AS (
     -- A block stored with the same hash is kept (and marked); one stored with another hash is

@@ -13,8 +13,16 @@ from collections.abc import Mapping, Sequence
 
 import asyncpg
 
-from indexer.sink import blocks, queries
-from indexer.sink.api import Batch, Fenced, RangeConflict, Repair, Snapshot, Writer
+from indexer.sink import blocks, queries, sources
+from indexer.sink.api import (
+    Batch,
+    Fenced,
+    RangeConflict,
+    Repair,
+    SinkError,
+    Snapshot,
+    Writer,
+)
 from indexer.sink.commit import commit
 from indexer.sink.database import Database
 from indexer.types import BlockHeader
@@ -28,17 +36,41 @@ class PostgresSink:
         self.span = partition_blocks
         self.columns = columns
         self._live: asyncpg.Connection | None = None
+        self._ids: dict[str, int] = {}  # source key -> id in indexer.sources
+        self._coverages: dict[tuple[int, ...], int] = {}
+
+    def bind(self, ids: Mapping[str, int], columns: Mapping[str, Sequence[str]]) -> None:
+        """The registered sources (key -> id) and the tables' columns of the chain file in
+        force (after a reload, ids of sources no longer in it stay known)."""
+        self._ids.update(ids)
+        self.columns = {**self.columns, **columns}
+
+    async def _coverage(self, keys: Sequence[str]) -> tuple[int | None, tuple[int, ...]]:
+        try:
+            members = tuple(sorted({self._ids[k] for k in keys}))
+        except KeyError as e:
+            raise SinkError(f"chain {self.chain_id}: source {e.args[0]} is not registered") \
+                from None
+        if not members:
+            return None, members
+        cov = self._coverages.get(members)
+        if cov is None:
+            cov = self._coverages[members] = await sources.coverage(self.db, self.chain_id,
+                                                                     members)
+        return cov, members
 
     async def commit(self, batch: Batch, writer: Writer) -> None:
+        cov, members = await self._coverage(batch.sources)
         if writer.live_term is None:
             async with self.db.pool.acquire() as conn:
-                await commit(self.db, conn, self.chain_id, self.span, self.columns, batch, writer)
+                await commit(self.db, conn, self.chain_id, self.span, self.columns, batch, writer,
+                             cov, members)
             return
         if self._live is None:
             self._live = await self.db.pool.acquire()
         try:
             await commit(self.db, self._live, self.chain_id, self.span, self.columns, batch,
-                         writer)
+                         writer, cov, members)
         except (RangeConflict, Fenced):
             raise  # refused: the connection is fine
         except BaseException:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from indexer.plan import merge
 from indexer.sink import schema as ddl
 from indexer.sink.api import Snapshot
 from indexer.sink.database import Database, chain_lock_key, table_exists
@@ -30,19 +31,32 @@ async def snapshot(db: Database, chain_id: int) -> Snapshot:
 
 
 async def done_ranges(db: Database, chain_id: int) -> dict[str, list[BlockRange]]:
-    """Source -> the block ranges it has committed, in order."""
+    """Source key -> the block ranges committed for it, merged, in order."""
     async with db.pool.acquire() as conn:
         return await _done_ranges(conn, chain_id)
 
 
 async def _done_ranges(conn: asyncpg.Connection, chain_id: int) -> dict[str, list[BlockRange]]:
-    rows = await conn.fetch(
-        "SELECT source, from_block, to_block FROM indexer.ranges WHERE chain_id = $1"
-        " ORDER BY source, from_block", chain_id)
+    """Each range record counts for every source of its coverage (sources forgotten by a
+    prune no longer count)."""
+    keys = {r["id"]: r["key"] for r in await conn.fetch(
+        "SELECT id, key FROM indexer.sources WHERE chain_id = $1", chain_id)}
+    members = {r["id"]: r["members"] for r in await conn.fetch(
+        "SELECT id, members FROM indexer.coverages WHERE chain_id = $1", chain_id)}
+    per_coverage: dict[int, list[BlockRange]] = {}
+    for r in await conn.fetch(
+            "SELECT coverage, from_block, to_block FROM indexer.ranges WHERE chain_id = $1"
+            " AND coverage IS NOT NULL", chain_id):
+        per_coverage.setdefault(r["coverage"], []).append(BlockRange(r["from_block"],
+                                                                     r["to_block"]))
     out: dict[str, list[BlockRange]] = {}
-    for r in rows:
-        out.setdefault(r["source"], []).append(BlockRange(r["from_block"], r["to_block"]))
-    return out
+    for cov, ranges in per_coverage.items():
+        merged = merge(ranges)
+        for sid in members.get(cov, ()):
+            key = keys.get(sid)
+            if key is not None:
+                out.setdefault(key, []).extend(merged)
+    return {k: merge(v) for k, v in out.items()}
 
 
 async def max_fence(db: Database, chain_id: int) -> int:
@@ -56,7 +70,7 @@ async def max_fence(db: Database, chain_id: int) -> int:
 
 
 async def compact_ranges(db: Database, chain_id: int) -> int:
-    """Merge adjacent range records of each source into one (the live tail commits a record
+    """Merge adjacent range records of each coverage into one (the live tail commits a record
     per block or two; the plan reads them all). Returns how many records went away.
 
     Runs under the chain's commit lock, so no commit interleaves; merged records keep the
@@ -64,24 +78,26 @@ async def compact_ranges(db: Database, chain_id: int) -> int:
     async with db.pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", chain_lock_key(chain_id))
         rows = await conn.fetch(
-            "SELECT source, from_block, to_block, events, fence FROM indexer.ranges"
-            " WHERE chain_id = $1 ORDER BY source, from_block", chain_id,
+            "SELECT coverage, from_block, to_block, events, fence FROM indexer.ranges"
+            " WHERE chain_id = $1 AND coverage IS NOT NULL ORDER BY coverage, from_block",
+            chain_id,
         )
         merged: list[list] = []
         for r in rows:
             last = merged[-1] if merged else None
-            if last is not None and last[0] == r["source"] and r["from_block"] == last[2] + 1:
+            if last is not None and last[0] == r["coverage"] and r["from_block"] == last[2] + 1:
                 last[2] = r["to_block"]
                 last[3] += r["events"]
                 last[4] = max(last[4] or 0, r["fence"] or 0) or None
             else:
-                merged.append([r["source"], r["from_block"], r["to_block"], r["events"],
+                merged.append([r["coverage"], r["from_block"], r["to_block"], r["events"],
                                r["fence"]])
         if len(rows) - len(merged) < max(16, len(rows) // 4):
             return 0
-        await conn.execute("DELETE FROM indexer.ranges WHERE chain_id = $1", chain_id)
+        await conn.execute("DELETE FROM indexer.ranges WHERE chain_id = $1"
+                           " AND coverage IS NOT NULL", chain_id)
         await conn.executemany(
-            "INSERT INTO indexer.ranges (chain_id, source, from_block, to_block, events,"
+            "INSERT INTO indexer.ranges (chain_id, coverage, from_block, to_block, events,"
             " worker, fence) VALUES ($1, $2, $3, $4, $5, 'merged', $6)",
             [(chain_id, m[0], m[1], m[2], m[3], m[4]) for m in merged],
         )
@@ -100,3 +116,21 @@ async def table_counts(db: Database, chain_id: int) -> dict[str, int]:
             f"SELECT count(*) FROM {ddl.qualified(db.schema, name)} WHERE chain_id = $1",
             chain_id)
     return counts
+
+
+async def recent_blocks(db: Database, chain_id: int, seconds: float) -> dict[str, int]:
+    """Source key -> blocks recorded for it in the last ``seconds`` (merged records aside):
+    how fast each source is being indexed now."""
+    rows = await db.pool.fetch(
+        "SELECT s.key, sum(r.to_block - r.from_block + 1) AS blocks"
+        " FROM indexer.ranges r JOIN indexer.coverages c ON c.id = r.coverage"
+        " JOIN indexer.sources s ON s.id = ANY(c.members)"
+        " WHERE r.chain_id = $1 AND r.worker IS DISTINCT FROM 'merged'"
+        " AND r.done_at > now() - make_interval(secs => $2) GROUP BY s.key",
+        chain_id, seconds)
+    return {r["key"]: int(r["blocks"]) for r in rows}
+
+
+async def record_count(db: Database, chain_id: int) -> int:
+    return int(await db.pool.fetchval(
+        "SELECT count(*) FROM indexer.ranges WHERE chain_id = $1", chain_id))

@@ -15,6 +15,7 @@ from indexer.types import BlockHeader, BlockRange, RawLog
 
 TOKEN = "0x" + "ab" * 20
 TRANSFER = "0x" + keccak256(b"Transfer(address,address,uint256)").hex()
+TOKEN_SOURCE = f"Token:{TOKEN}:{TRANSFER}"  # the one source of the chain file: its key
 ERC20_ABI: tuple[dict[str, Any], ...] = ({
     "type": "event", "name": "Transfer", "anonymous": False, "inputs": [
         {"name": "from", "type": "address", "indexed": True},

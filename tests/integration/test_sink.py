@@ -19,9 +19,23 @@ async def db(database_url: str):
     await d.close()
 
 
-async def _record(db: Database, source: str, rng: R, fence: int) -> None:
-    await PostgresSink(db, 1, 1_000_000, {}).commit(Batch(rng, (source,), {}),
-                                                    Writer("w", fence=fence))
+async def _sink(db: Database) -> PostgresSink:
+    """The sink of chain 1, with sources A, B and C registered (as ``attach`` registers a chain
+    file's sources)."""
+    ids = {}
+    for key in ("A", "B", "C"):
+        ids[key] = await db.pool.fetchval(
+            "INSERT INTO indexer.sources (chain_id, key, contract, target, event, layout,"
+            " table_name, start_block) VALUES (1, $1, $1, '0x00', 'E()', 'E()', 't', 0)"
+            " ON CONFLICT (chain_id, key) DO UPDATE SET key = EXCLUDED.key RETURNING id", key)
+    sink = PostgresSink(db, 1, 1_000_000, {})
+    sink.bind(ids, {})
+    return sink
+
+
+async def _record(db: Database, source: str | tuple[str, ...], rng: R, fence: int) -> None:
+    sources = (source,) if isinstance(source, str) else source
+    await (await _sink(db)).commit(Batch(rng, sources, {}), Writer("w", fence=fence))
 
 
 async def test_compaction_merges_adjacent_records_and_keeps_coverage_and_fences(db):
@@ -45,3 +59,12 @@ async def test_a_second_commit_of_any_block_of_a_source_is_refused(db):
             await _record(db, "A", rng, fence=2)
     await _record(db, "B", R(0, 99), fence=3)  # another source may
     await _record(db, "A", R(100, 120), fence=4)
+
+
+async def test_records_of_different_source_sets_conflict_only_where_they_share_a_source(db):
+    await _record(db, ("A", "B"), R(0, 99), fence=1)
+    with pytest.raises(RangeConflict, match="of B are already done"):
+        await _record(db, ("B", "C"), R(50, 60), fence=2)  # B is done over 50-60 already
+    await _record(db, ("C",), R(0, 99), fence=3)  # C is not
+    assert await queries.done_ranges(db, 1) == {"A": [R(0, 99)], "B": [R(0, 99)],
+                                                "C": [R(0, 99)]}

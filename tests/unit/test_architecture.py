@@ -22,7 +22,9 @@ LONG_ON_PURPOSE = {"indexer.rpc.errors"}  # the provider catalogue is data, one 
 LAYERS: list[tuple[str, int]] = [
     ("indexer.types", 0), ("indexer.naming", 0), ("indexer.cancel", 0), ("indexer.clock", 0),
     ("indexer.faults", 0), ("indexer.metrics", 0),
-    ("indexer.abi", 1), ("indexer.decode", 1), ("indexer.plan", 1), ("indexer.config", 1),
+    ("indexer.abi", 1), ("indexer.codegen", 1), ("indexer.decode", 1), ("indexer.plan", 1),
+    ("indexer.keys", 1),
+    ("indexer.config", 1),
     ("indexer.rpc", 2), ("indexer.lease", 2), ("indexer.sink", 2), ("indexer.retry", 2),
     ("indexer.settings", 2),
     ("indexer.chain", 3),

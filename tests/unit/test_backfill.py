@@ -17,7 +17,7 @@ from indexer.plan import Unit
 from indexer.rpc.errors import AnswerTooLarge, RpcFatal, RpcTimeout
 from indexer.sink.api import Batch, Writer
 from indexer.types import BlockRange
-from tests.fakes.chain import FakeChain
+from tests.fakes.chain import TOKEN_SOURCE, FakeChain
 from tests.fakes.clock import FakeClock
 from tests.fakes.parts import fake_parts
 from tests.fakes.sink import FakeSink
@@ -41,7 +41,7 @@ async def run(bf: Backfill) -> None:
 
 def assert_exact(chain: FakeChain, sink: FakeSink, upto: int) -> None:
     assert sink.transfers() == chain.rows_expected(upto)
-    assert sink.done() == {"Token": [BlockRange(0, upto)]}
+    assert sink.done() == {TOKEN_SOURCE: [BlockRange(0, upto)]}
     assert sink.overlapping() == []
 
 
@@ -130,8 +130,8 @@ async def test_blocks_another_writer_committed_are_skipped_after_a_conflict():
 
     other = fake_parts(chain, sink)
     rng = BlockRange(5, 9)  # inside the loop's slow-start unit: its commit conflicts
-    fetched = await other.fetcher.unit(Unit(rng, ("Token",)), {})
-    await sink.commit(Batch(rng, ("Token",), fetched.rows), Writer("other", fence=1))
+    fetched = await other.fetcher.unit(Unit(rng, (TOKEN_SOURCE,)), {})
+    await sink.commit(Batch(rng, (TOKEN_SOURCE,), fetched.rows), Writer("other", fence=1))
 
     await asyncio.wait_for(bf.run(), timeout=30)
     assert [w for _, _, _, w in sink.ranges].count("other") == 1

@@ -9,7 +9,7 @@ import asyncio
 from indexer.lease.board import MemoryLeaseBoard
 from indexer.live.follower import LiveFollower
 from indexer.types import BlockRange
-from tests.fakes.chain import FakeChain, chain_config
+from tests.fakes.chain import TOKEN_SOURCE, FakeChain, chain_config
 from tests.fakes.clock import FakeClock
 from tests.fakes.parts import fake_parts
 from tests.fakes.sink import FakeSink
@@ -36,7 +36,7 @@ async def test_the_live_tail_follows_the_head_and_repairs_a_reorg_at_the_head():
     task = asyncio.create_task(follower.run())
     try:
         await until(lambda: stored_tip(sink) == 50)
-        assert sink.done() == {"Token": [BlockRange(46, 50)]}  # from above the safe head
+        assert sink.done() == {TOKEN_SOURCE: [BlockRange(46, 50)]}  # from above the safe head
         chain.head = 60
         await until(lambda: stored_tip(sink) == 60)
         chain.reorg(58)  # the last three blocks are replaced

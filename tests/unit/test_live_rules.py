@@ -78,41 +78,43 @@ SOURCES = [
     Source("Pair", 0, factory="Factory"),
     Source("Late", 500),
 ]
+DISCOVERY = {"Factory": ("Factory",)}  # the factory's one source announces the pairs
 
 
 def test_live_units_fetch_every_free_source_and_children_once_the_factory_is_complete():
     done = {"Token": [BlockRange(0, 99)], "Factory": [BlockRange(0, 99)], "Pair": [BlockRange(0, 99)]}
-    units = live_units(SOURCES, done, BlockRange(100, 101))
+    units = live_units(SOURCES, done, BlockRange(100, 101), DISCOVERY)
     assert units == [Unit(BlockRange(100, 101), ("Factory", "Token")),
                      Unit(BlockRange(100, 101), ("Pair",), "Factory")]
 
 
 def test_live_units_leave_children_out_while_their_factory_is_being_backfilled():
     done = {"Token": [BlockRange(0, 99)], "Factory": [BlockRange(0, 40)]}
-    units = live_units(SOURCES, done, BlockRange(100, 100))
+    units = live_units(SOURCES, done, BlockRange(100, 100), DISCOVERY)
     assert units == [Unit(BlockRange(100, 100), ("Factory", "Token"))]
 
 
 def test_live_units_skip_sources_done_already_or_starting_inside_the_span():
     done = {"Token": [BlockRange(0, 100)], "Factory": [BlockRange(0, 99)], "Pair": [BlockRange(0, 99)]}
-    units = live_units(SOURCES, done, BlockRange(100, 100))
+    units = live_units(SOURCES, done, BlockRange(100, 100), DISCOVERY)
     assert units == [Unit(BlockRange(100, 100), ("Factory",)),
                      Unit(BlockRange(100, 100), ("Pair",), "Factory")]
     done = {s: [BlockRange(0, 498)] for s in ("Token", "Factory", "Pair", "Late")}
-    units = live_units(SOURCES, done, BlockRange(499, 501))
+    units = live_units(SOURCES, done, BlockRange(499, 501), DISCOVERY)
     assert all("Late" not in u.sources for u in units)
 
 
 def test_live_holes_fill_children_left_out_up_to_where_the_factory_is_complete():
     done = {"Token": [BlockRange(0, 110)], "Factory": [BlockRange(0, 110)],
             "Pair": [BlockRange(0, 99)], "Late": []}
-    holes = live_holes(SOURCES[:3], done, BlockRange(100, 110))
+    holes = live_holes(SOURCES[:3], done, BlockRange(100, 110), DISCOVERY)
     assert holes == [Unit(BlockRange(100, 110), ("Pair",), "Factory")]
     done["Factory"] = [BlockRange(0, 104)]
-    holes = live_holes(SOURCES[:3], done, BlockRange(100, 110))
+    holes = live_holes(SOURCES[:3], done, BlockRange(100, 110), DISCOVERY)
     assert Unit(BlockRange(100, 104), ("Pair",), "Factory") in holes
     assert Unit(BlockRange(105, 110), ("Factory",)) in holes
-    assert live_holes(SOURCES[:3], {s.name: [BlockRange(0, 110)] for s in SOURCES}, BlockRange(100, 110)) == []
+    assert live_holes(SOURCES[:3], {s.name: [BlockRange(0, 110)] for s in SOURCES},
+                      BlockRange(100, 110), DISCOVERY) == []
 
 
 def test_live_cut_ends_where_a_source_changes_state():

@@ -98,3 +98,17 @@ def test_candidate_pieces_never_cross_a_partition_boundary():
 
     assert pieces(R(990, 2500), 1000) == [R(990, 999), R(1000, 1999), R(2000, 2500)]
     assert pieces(R(0, 5), 1000) == [R(0, 5)]
+
+
+def test_redo_plans_the_done_blocks_of_a_range_with_the_sources_done_there():
+    from indexer.plan import redo
+
+    sources = [Source("A", 0), Source("B", 0), Source("P", 0, factory="F")]
+    done = {"A": [R(0, 99)], "B": [R(50, 149)], "P": [R(0, 10), R(90, 120)]}
+    assert redo(sources, done, R(40, 130)) == [
+        Unit(R(40, 49), ("A",)),
+        Unit(R(50, 99), ("A", "B")),
+        Unit(R(90, 120), ("P",), "F"),
+        Unit(R(100, 130), ("B",)),
+    ]
+    assert redo(sources, {}, R(0, 10)) == []
