@@ -36,3 +36,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS ranges_coverage_idx
 CREATE INDEX IF NOT EXISTS ranges_legacy_idx
     ON indexer.ranges (chain_id, source, from_block) WHERE coverage IS NULL;
 CREATE INDEX IF NOT EXISTS ranges_to_block_idx ON indexer.ranges (chain_id, to_block);
+
+-- What is done, one row per source and range record (the records name coverages).
+CREATE OR REPLACE VIEW indexer.source_ranges AS
+SELECT r.chain_id, s.key AS source, s.contract, s.target, s.event, r.from_block, r.to_block,
+       r.events, r.worker, r.fence, r.done_at
+FROM indexer.ranges r
+JOIN indexer.coverages c ON c.id = r.coverage
+JOIN indexer.sources s ON s.id = ANY (c.members) AND s.chain_id = r.chain_id;

@@ -13,7 +13,6 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from indexer import faults
 from indexer.backfill.loop import BackfillOptions
 from indexer.chain.catalog import build_catalog
 from indexer.chain.progress import Progress
@@ -45,7 +44,6 @@ class RunRequest:
 async def run_chains(chains: Sequence[ChainConfig], request: RunRequest,
                      settings: Settings) -> int:
     tune_gc()
-    faults.configure(settings.faults)
     url = database_url(settings)
     worker = request.worker or settings.worker_id()
     ttl = settings.lease_ttl

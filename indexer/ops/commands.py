@@ -10,6 +10,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
+from indexer import faults
 from indexer.settings import Settings
 
 EXIT_CONFIG = 2
@@ -17,6 +18,7 @@ EXIT_CONFIG = 2
 
 def run_command(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    faults.configure(settings.faults)
     if args.command == "run":
         return _run(args, settings)
     if args.command == "db":

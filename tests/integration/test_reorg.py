@@ -273,11 +273,15 @@ def test_two_reorgs_in_a_row_are_both_repaired(chain: Deployed, database_url: st
 
 
 def backfilled(database_url: str, upto: int) -> dict[str, int]:
-    """Per source, how many blocks of [0, upto] its range records cover."""
-    rows = fetch(database_url, "SELECT source, sum(least(to_block, $1) - from_block + 1) AS n"
-                 " FROM indexer.ranges WHERE chain_id = 31337 AND from_block <= $1"
-                 " GROUP BY source", upto)
-    return {r["source"]: r["n"] for r in rows}
+    """Per contract, how many blocks of [0, upto] the range records of each of its sources
+    cover (the fewest of its sources)."""
+    rows = fetch(database_url, "SELECT contract, source,"
+                 " sum(least(to_block, $1) - from_block + 1) AS n FROM indexer.source_ranges"
+                 " WHERE chain_id = 31337 AND from_block <= $1 GROUP BY contract, source", upto)
+    out: dict[str, int] = {}
+    for r in rows:
+        out[r["contract"]] = min(r["n"], out.get(r["contract"], r["n"]))
+    return out
 
 
 def test_reorg_during_the_backfill_to_live_handover_is_repaired(

@@ -57,11 +57,11 @@ def run_args(chain: Path, worker: str) -> list[str]:
 async def _ranges(url: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(url)
     try:
-        if not await conn.fetchval("SELECT to_regclass('indexer.ranges') IS NOT NULL"):
+        if not await conn.fetchval("SELECT to_regclass('indexer.source_ranges') IS NOT NULL"):
             return []
         return await conn.fetch(
-            "SELECT source, from_block, to_block, worker, fence FROM indexer.ranges"
-            " ORDER BY source, from_block"
+            "SELECT contract, source, from_block, to_block, worker, fence"
+            " FROM indexer.source_ranges ORDER BY source, from_block"
         )
     finally:
         await conn.close()
@@ -72,12 +72,15 @@ def ranges(url: str) -> list[asyncpg.Record]:
 
 
 def assert_each_block_done_once(url: str, head: int) -> set[str]:
-    """Per source, the recorded ranges are disjoint and cover every block up to ``head``;
-    returns the workers that recorded them."""
+    """Per source (one event of one contract at one address or factory), the recorded ranges
+    are disjoint and cover every block up to ``head``; returns the workers that recorded
+    them."""
     by_source: dict[str, list[tuple[int, int]]] = {}
+    contracts = set()
     for r in ranges(url):
         by_source.setdefault(r["source"], []).append((r["from_block"], r["to_block"]))
-    assert set(by_source) == {"WETH9", "UniswapV2Factory", "UniswapV2Pair", "DemoToken"}
+        contracts.add(r["contract"])
+    assert contracts == {"WETH9", "UniswapV2Factory", "UniswapV2Pair", "DemoToken"}
     for source, spans in by_source.items():
         spans.sort()
         assert spans[0][0] == 0, source

@@ -223,7 +223,7 @@ async def _fetch(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record
     conn = await asyncpg.connect(database_url)
     try:
         if not await conn.fetchval(
-            "SELECT to_regclass('indexer.ranges') IS NOT NULL"
+            "SELECT to_regclass('indexer.source_ranges') IS NOT NULL"
             " AND to_regclass('indexer.blocks') IS NOT NULL"
         ):
             return []
@@ -237,24 +237,39 @@ def fetch(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
     return asyncio.run(_fetch(database_url, sql, *args))
 
 
+def source_records(database_url: str, chain_id: int = CHAIN_ID) -> list[asyncpg.Record]:
+    """Every range record, once per source it covers (``indexer.source_ranges``): contract,
+    source (its key), from_block, to_block, worker, fence."""
+    return fetch(database_url, "SELECT contract, source, from_block, to_block, worker, fence"
+                 " FROM indexer.source_ranges WHERE chain_id = $1 ORDER BY source, from_block",
+                 chain_id)
+
+
+def _per_contract(per_source: dict[str, tuple[str, int]]) -> dict[str, int]:
+    """(source -> (contract, figure)) as contract -> the smallest figure of its sources."""
+    out: dict[str, int] = {}
+    for contract, figure in per_source.values():
+        out[contract] = min(figure, out.get(contract, figure))
+    return out
+
+
 def coverage(database_url: str, chain_id: int = CHAIN_ID) -> dict[str, int]:
-    """Per source, the highest block of its range records."""
-    rows = fetch(database_url, "SELECT source, max(to_block) AS top FROM indexer.ranges"
-                 " WHERE chain_id = $1 GROUP BY source", chain_id)
-    return {r["source"]: r["top"] for r in rows}
+    """Per contract, the highest block its sources' range records all reach."""
+    top: dict[str, tuple[str, int]] = {}
+    for r in source_records(database_url, chain_id):
+        top[r["source"]] = (r["contract"], max(r["to_block"], top.get(r["source"], ("", -1))[1]))
+    return _per_contract(top)
 
 
 def covered_to(database_url: str, start: int = 0, chain_id: int = CHAIN_ID) -> dict[str, int]:
-    """Per source, the highest block ``b`` such that its range records cover ``[start, b]``
-    without a gap (``start - 1`` when ``start`` itself is not covered)."""
-    rows = fetch(database_url, "SELECT source, from_block, to_block FROM indexer.ranges"
-                 " WHERE chain_id = $1 ORDER BY source, from_block", chain_id)
-    reach: dict[str, int] = {}
-    for r in rows:
-        top = reach.setdefault(r["source"], start - 1)
+    """Per contract, the highest block ``b`` such that the range records of each of its
+    sources cover ``[start, b]`` without a gap (``start - 1`` when ``start`` itself is not)."""
+    reach: dict[str, tuple[str, int]] = {}
+    for r in source_records(database_url, chain_id):
+        contract, top = reach.setdefault(r["source"], (r["contract"], start - 1))
         if r["from_block"] <= top + 1:
-            reach[r["source"]] = max(top, r["to_block"])
-    return reach
+            reach[r["source"]] = (contract, max(top, r["to_block"]))
+    return _per_contract(reach)
 
 
 def caught_up(database_url: str, rpc: JsonRpc, sources: Collection[str] = DEMO_SOURCES,
