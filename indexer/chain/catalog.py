@@ -144,6 +144,26 @@ class Catalog:
         addresses = None if len(routes) > MAX_FILTER_ADDRESSES else sorted(routes)
         return Filter(addresses, sorted(topics) if topics else None, routes, only or None)
 
+    def scope(self, unit: Unit, children: Children) -> dict[str, list[bytes]]:
+        """Per table, the addresses whose rows ``unit`` writes (its static addresses, and the
+        children of its factories known up to its end): what re-indexing or checking it
+        touches."""
+        scope: dict[str, set[bytes]] = {}
+        for key in unit.sources:
+            src = self.keyed[key]
+            table = scope.setdefault(src.spec.table, set())
+            if src.address is not None:
+                table.add(bytes.fromhex(src.address[2:]))
+            else:
+                table.update(bytes.fromhex(a[2:]) for a, b in
+                             children.get(src.contract, {}).items() if b <= unit.range.end)
+        return {t: sorted(a) for t, a in scope.items()}
+
+    @property
+    def types(self) -> dict[str, tuple[str, ...]]:
+        """Table -> the SQL type of each column."""
+        return {s.table: s.column_types for specs in self.specs.values() for s in specs}
+
     def discover(self, result: DecodeResult) -> list[Child]:
         """The children announced by the factory events among decoded rows."""
         found: list[Child] = []

@@ -59,6 +59,18 @@ def _parser() -> argparse.ArgumentParser:
     ri.add_argument("--from-block", type=int, metavar="N", help="default: the contract's start")
     ri.add_argument("--to-block", type=int, metavar="M", help="default: its highest done block")
 
+    ve = sub.add_parser("verify", help="prove the tables equal the chain; --repair what differs")
+    ve.add_argument("--chain", required=True, metavar="NAME|PATH")
+    ve.add_argument("--contract", metavar="C", help="one contract (default: all)")
+    ve.add_argument("--from-block", type=int, metavar="N")
+    ve.add_argument("--to-block", type=int, metavar="M", help="default: the highest indexed "
+                    "block, at most the safe head")
+    ve.add_argument("--repair", action="store_true",
+                    help="fetch the differing blocks again, replace their rows, check again")
+    ve.add_argument("--proof", action="store_true",
+                    help="check the blocks' receipts against their receiptsRoot")
+    ve.add_argument("--json", action="store_true")
+
     pr = sub.add_parser("prune", help="delete a contract's rows on a chain (after removing it "
                         "from the chain file)")
     pr.add_argument("--chain", required=True, metavar="NAME|PATH")

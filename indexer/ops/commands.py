@@ -29,6 +29,8 @@ def run_command(args: argparse.Namespace) -> int:
         return _with_loop(_reset(args, settings))
     if args.command == "reindex":
         return _with_loop(_reindex(args, settings))
+    if args.command == "verify":
+        return _with_loop(_verify(args, settings))
     if args.command == "prune":
         return _with_loop(_prune(args, settings))
     if args.command == "status":
@@ -126,6 +128,30 @@ async def _reindex(args: argparse.Namespace, settings: Settings) -> int:
         async with RpcClient(chain.rpc, chain=chain.name, timeout=settings.rpc_timeout) as rpc:
             return await reindex_command(chain, db, rpc, args.contract, args.event,
                                          args.from_block, args.to_block)
+    finally:
+        await db.close()
+
+
+async def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.config import load_chain, resolve_chain
+    from indexer.ops.pgembed import database_url
+    from indexer.ops.verify import verify_command
+    from indexer.rpc.client import RpcClient
+    from indexer.sink.database import Database
+
+    chain = load_chain(resolve_chain(args.chain))
+    if args.proof:
+        print("error: --proof: checking receipts against receiptsRoot is not available in this "
+              "release; run without it", file=sys.stderr)
+        return EXIT_CONFIG
+    # Another endpoint than the one that most likely served the rows, when there are several.
+    endpoints = chain.rpc[1:] + chain.rpc[:1]
+    db = await Database.connect(database_url(settings), settings.schema, max_size=6)
+    try:
+        await db.migrate()
+        async with RpcClient(endpoints, chain=chain.name, timeout=settings.rpc_timeout) as rpc:
+            return await verify_command(db, chain, rpc, args.contract, args.from_block,
+                                        args.to_block, args.repair, args.json)
     finally:
         await db.close()
 

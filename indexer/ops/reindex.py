@@ -78,7 +78,7 @@ async def reindex(db: Database, chain: ChainConfig, rpc: RpcClient, contract: st
         unit = todo.pop(0)
         epoch = state.epoch
         fetched = await fetcher.unit(unit, state.children)
-        scope = _scope(catalog, unit, state)
+        scope = catalog.scope(unit, state.children)
         batch = Batch(unit.range, unit.sources, fetched.rows)
         try:
             async with db.pool.acquire() as conn:
@@ -111,20 +111,6 @@ def _units(catalog: Catalog, state: ChainState, rng: BlockRange) -> list[Unit]:
         for piece in pieces(u.range, chain.partition_blocks):
             out.extend(Unit(r, u.sources, u.factory) for r in piece.chunks(chain.get_logs_max_range))
     return out
-
-
-def _scope(catalog: Catalog, unit: Unit, state: ChainState) -> dict[str, list[bytes]]:
-    """Per table, the addresses whose rows the unit replaces."""
-    scope: dict[str, set[bytes]] = {}
-    for key in unit.sources:
-        src = catalog.keyed[key]
-        table = scope.setdefault(src.spec.table, set())
-        if src.address is not None:
-            table.add(bytes.fromhex(src.address[2:]))
-        else:
-            table.update(bytes.fromhex(a[2:]) for a, b in
-                         state.children.get(src.contract, {}).items() if b <= unit.range.end)
-    return {t: sorted(a) for t, a in scope.items()}
 
 
 def _progress(chain: str, done: Reindexed, unit: Unit, hi: int, started: float) -> None:

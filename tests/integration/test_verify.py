@@ -1,0 +1,145 @@
+"""``indexer verify`` against a real chain and Postgres: rows deleted, a value changed, a bogus
+row added and a whole block's rows deleted, in four tables, are found block by block and
+table by table; ``--repair`` sets them right (also while two workers index); the tables then
+equal the independent decoder."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.support.cli import env_for, indexer, start_indexer, stop, wait_for, write_chain
+from tests.support.contracts import Deployed, abi
+from tests.support.reference import Source, assert_tables_equal, expected_rows, read_tables
+from tests.support.traffic import run_traffic
+
+SCHEMA = "chaindata"
+
+
+def sources(deployed: Deployed) -> list[Source]:
+    a = deployed.addresses
+    return [
+        Source("WETH9", abi("WETH9"), [a.weth]),
+        Source("UniswapV2Factory", abi("UniswapV2Factory"), [a.factory]),
+        Source("UniswapV2Pair", abi("UniswapV2Pair"), deployed.pairs(),
+               ["Swap", "Sync", "Mint", "Burn", "Transfer"]),
+        Source("DemoToken", abi("TestToken"), [a.token_a, a.token_b]),
+    ]
+
+
+def compare(deployed: Deployed, database_url: str) -> None:
+    head = int(deployed.rpc.call("eth_blockNumber"), 16)
+    expected = expected_rows(deployed.url, sources(deployed), 0, head)
+    assert_tables_equal(expected, asyncio.run(read_tables(database_url, SCHEMA, list(expected))))
+
+
+async def _damage(database_url: str) -> dict[str, set[int]]:
+    """Four kinds of damage in four tables; the blocks each table was damaged in."""
+    conn = await asyncpg.connect(database_url)
+    hit: dict[str, set[int]] = {}
+    try:
+        async def pick(table: str, skip: int = 0) -> asyncpg.Record:
+            row = await conn.fetchrow(
+                f"SELECT block_number, log_index FROM {SCHEMA}.{table}"
+                " ORDER BY block_number, log_index OFFSET $1 LIMIT 1", skip)
+            assert row is not None, f"{table} is empty: the test proves nothing"
+            return row
+
+        r = await pick("demo_token_transfer", 3)  # a row deleted
+        await conn.execute(f"DELETE FROM {SCHEMA}.demo_token_transfer WHERE block_number = $1"
+                           " AND log_index = $2", r["block_number"], r["log_index"])
+        hit["demo_token_transfer"] = {r["block_number"]}
+        r = await pick("uniswap_v2_pair_swap", 1)  # a value changed
+        await conn.execute(f"UPDATE {SCHEMA}.uniswap_v2_pair_swap SET amount0_in = amount0_in + 1"
+                           " WHERE block_number = $1 AND log_index = $2",
+                           r["block_number"], r["log_index"])
+        hit["uniswap_v2_pair_swap"] = {r["block_number"]}
+        r = await pick("weth9_deposit", 2)  # a bogus row added (a copy at another log index)
+        await conn.execute(
+            f"INSERT INTO {SCHEMA}.weth9_deposit SELECT chain_id, block_number, block_time,"
+            " tx_hash, tx_index, log_index + 500, address, dst, wad FROM"
+            f" {SCHEMA}.weth9_deposit WHERE block_number = $1 AND log_index = $2",
+            r["block_number"], r["log_index"])
+        hit["weth9_deposit"] = {r["block_number"]}
+        r = await pick("uniswap_v2_pair_sync", 4)  # every row of a block deleted
+        await conn.execute(f"DELETE FROM {SCHEMA}.uniswap_v2_pair_sync WHERE block_number = $1",
+                           r["block_number"])
+        hit["uniswap_v2_pair_sync"] = {r["block_number"]}
+    finally:
+        await conn.close()
+    return hit
+
+
+def _verify(env: dict[str, str], chain: str, *extra: str) -> tuple[int, dict]:
+    res = indexer(["verify", "--chain", chain, "--json", *extra], env)
+    assert res.code in (0, 1), res.err
+    return res.code, json.loads(res.out)
+
+
+@pytest.fixture
+def indexed(deployed: Deployed, database_url: str) -> tuple[Deployed, dict[str, str]]:
+    run_traffic(deployed, rounds=30, seed=51)
+    env = env_for(database_url, deployed.url)
+    res = indexer(["run", "--chain", "anvil", "--once"], env)
+    assert res.code == 0, res.err
+    return deployed, env
+
+
+def test_verify_finds_each_damaged_block_and_repair_sets_it_right(indexed, database_url: str):
+    deployed, env = indexed
+    code, clean = _verify(env, "anvil")
+    assert code == 0 and clean["equal"] and clean["rows_checked"] > 0, clean
+    hit = asyncio.run(_damage(database_url))
+    code, found = _verify(env, "anvil")
+    assert code == 1 and not found["equal"]
+    blocks: dict[str, set[int]] = {}
+    kinds: dict[str, set[str]] = {}
+    for d in found["differences"]:
+        blocks.setdefault(d["table"], set()).add(d["block"])
+        kinds.setdefault(d["table"], set()).add(d["kind"])
+    assert blocks == hit
+    assert kinds == {"demo_token_transfer": {"missing"}, "uniswap_v2_pair_swap": {"changed"},
+                     "weth9_deposit": {"extra"}, "uniswap_v2_pair_sync": {"missing"}}
+    text = indexer(["verify", "--chain", "anvil"], env)
+    assert text.code == 1 and "DIFFERENT uniswap_v2_pair_sync" in text.out
+    code, repaired = _verify(env, "anvil", "--repair")
+    assert code == 0 and repaired["equal"] and len(repaired["repaired"]) == \
+        len(found["differences"]), repaired
+    code, after = _verify(env, "anvil")
+    assert code == 0 and after["equal"]
+    compare(deployed, database_url)
+
+
+def test_verify_repairs_while_two_workers_index(indexed, database_url: str, tmp_path: Path):
+    deployed, env = indexed
+    hit = asyncio.run(_damage(database_url))
+    chain = write_chain(tmp_path / "anvil.yaml", finality_depth=2)
+    workers = start_indexer(["run", "--chain", str(chain), "--workers", "2"], env,
+                            log=tmp_path / "workers.log")
+    run_traffic(deployed, rounds=4, seed=52, prepare=False)  # new blocks while repairing
+    code, repaired = _verify(env, str(chain), "--repair")
+    assert code == 0 and repaired["equal"], repaired
+    assert {d["table"] for d in repaired["repaired"]} == set(hit)
+    run_traffic(deployed, rounds=1, seed=53, prepare=False)
+
+    def equal() -> bool:
+        try:
+            compare(deployed, database_url)
+        except AssertionError:
+            return False
+        return True
+
+    wait_for(equal, timeout=120)
+    assert stop(workers, signal.SIGINT) in (0, 130), (tmp_path / "workers.log").read_text()
+    assert _verify(env, str(chain))[0] == 0
+
+
+def test_verify_refuses_bad_input(indexed):
+    _, env = indexed
+    res = indexer(["verify", "--chain", "anvil", "--contract", "Nope"], env)
+    assert res.code == 2 and "no contract Nope" in res.err and "Traceback" not in res.err
