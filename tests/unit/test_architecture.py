@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, int]] = [
     ("indexer.rpc", 2), ("indexer.lease", 2), ("indexer.sink", 2), ("indexer.retry", 2),
     ("indexer.settings", 2),
     ("indexer.chain", 3),
-    ("indexer.backfill", 4), ("indexer.live", 4),
+    ("indexer.backfill", 4), ("indexer.live", 4), ("indexer.verify", 4),
     ("indexer.ops", 5),
 ]
 
