@@ -162,3 +162,16 @@ CONFIG_RELOADS = Counter(
     ["chain", "outcome"],
     registry=REGISTRY,
 )
+VERIFY_RANGES = Counter(
+    "indexer_verify_ranges_total",
+    "Committed ranges checked against the chain again while indexing, by result (equal, "
+    "different, repaired, error, dropped).",
+    ["chain", "result"],
+    registry=REGISTRY,
+)
+VERIFY_MISMATCHED_ROWS = Counter(
+    "indexer_verify_mismatched_rows_total",
+    "Rows found missing, extra or changed against the chain by a check while indexing.",
+    ["chain", "table"],
+    registry=REGISTRY,
+)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from indexer import metrics
@@ -52,8 +53,10 @@ class BackfillOptions:
 
 class Backfill:
     def __init__(self, parts: ChainParts, claims: Claims, worker: str,
-                 options: BackfillOptions) -> None:
+                 options: BackfillOptions,
+                 on_committed: Callable[[Unit], None] | None = None) -> None:
         self.parts = parts
+        self.on_committed = on_committed  # told of every unit committed (verification)
         self.claims = claims
         self.opt = options
         chain = parts.chain
@@ -261,6 +264,8 @@ class Backfill:
         metrics.BACKLOG_RANGES.labels(chain=p.name).set(self.backlog())
         p.watermark_moved()
         pr.committed(p.clock.time())
+        if self.on_committed is not None:
+            self.on_committed(unit)
 
     async def _compact(self) -> None:
         self.commits += 1

@@ -11,6 +11,7 @@ from indexer.config.model import (
     ContractConfig,
     FactorySpec,
     RpcEndpoint,
+    VerifyConfig,
 )
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "ContractConfig",
     "FactorySpec",
     "RpcEndpoint",
+    "VerifyConfig",
     "load_chain",
     "load_chains",
     "resolve_chain",

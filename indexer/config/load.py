@@ -32,13 +32,16 @@ from indexer.config.model import (
     ChainConfig,
     ConfigError,
     RpcEndpoint,
+    VerifyConfig,
 )
 from indexer.config.reader import Reader, shown
 from indexer.config.values import (
     StrictYamlLoader,
     expand_tree,
+    parse_bool,
     parse_chain_name,
     parse_duration,
+    parse_fraction,
     parse_int,
     parse_positive_int,
     parse_positive_number,
@@ -48,8 +51,9 @@ from indexer.config.values import (
 
 _TOP_KEYS = ("name", "chain_id", "rpc", "ws_url", "block_time", "finality_depth",
              "poll_interval", "start_block", "get_logs_max_range", "partition_blocks",
-             "contracts")
+             "contracts", "verify")
 _RPC_KEYS = ("url", "max_requests_per_second", "max_batch_size")
+_VERIFY_KEYS = ("sample", "repair", "proof")
 
 
 # ---------------------------------------------------------------------------- public API
@@ -160,11 +164,24 @@ def _read_chain(r: Reader, tree: Any) -> ChainConfig | None:
                                default=DEFAULT_PARTITION_BLOCKS),
         poll_interval=r.get(top, "poll_interval", "", parse_duration, default=None),
         ws_url=r.get(top, "ws_url", "", parse_ws_url, default=None),
+        verify=_read_verify(r, top),
     )
     drafts = read_contracts(r, top, start_block or 0)
     if r.lines:
         return None
     return ChainConfig(source=r.source, contracts=tuple(final(d) for d in drafts), **values)
+
+
+def _read_verify(r: Reader, top: dict[Any, Any]) -> VerifyConfig:
+    value = top.get("verify")
+    node = r.mapping(value, "verify", _VERIFY_KEYS) if value is not None else None
+    if node is None:
+        return VerifyConfig()
+    return VerifyConfig(
+        sample=r.get(node, "sample", "verify", parse_fraction, default=0.0),
+        repair=r.get(node, "repair", "verify", parse_bool, default=False),
+        proof=r.get(node, "proof", "verify", parse_bool, default=False),
+    )
 
 
 def _read_rpc(r: Reader, top: dict[Any, Any]) -> tuple[RpcEndpoint, ...]:

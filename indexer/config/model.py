@@ -45,6 +45,15 @@ class ContractConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class VerifyConfig:
+    """Continuous verification while indexing (the ``verify:`` section)."""
+
+    sample: float = 0.0  # share of committed ranges checked against the chain again
+    repair: bool = False  # a range found to differ is re-indexed
+    proof: bool = False  # the logs compared are proven against the blocks' receiptsRoot
+
+
+@dataclass(frozen=True, slots=True)
 class ChainConfig:
     name: str
     chain_id: int
@@ -58,6 +67,7 @@ class ChainConfig:
     source: Path  # the chain file this was loaded from
     poll_interval: float | None = None  # head polling of the live tail; None: derived
     ws_url: str | None = None  # websocket endpoint for eth_subscribe newHeads (optional)
+    verify: VerifyConfig = VerifyConfig()
 
     @property
     def live_poll_interval(self) -> float:

@@ -185,6 +185,34 @@ def parse_positive_number(value: Any) -> float:
     return float(value)
 
 
+def parse_fraction(value: Any) -> float:
+    """A number from 0 to 1 (``0.01``, or ``1%``)."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            value = float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise Bad(f"expected a fraction such as 0.01 or 1%, got {describe(value)}") from None
+    elif isinstance(value, Expanded):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise Bad(f"expected a fraction such as 0.01 or 1%, got {describe(str(value))}") \
+                from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Bad(f"expected a fraction such as 0.01 or 1%, got {describe(value)}")
+    if not 0 <= value <= 1:
+        raise Bad(f"must be between 0 and 1 (or 0% and 100%), got {value}")
+    return float(value)
+
+
+def parse_bool(value: Any) -> bool:
+    if isinstance(value, Expanded) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if not isinstance(value, bool):
+        raise Bad(f"expected true or false, got {describe(value)}")
+    return value
+
+
 _DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 

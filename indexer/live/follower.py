@@ -29,17 +29,20 @@ from indexer.live.repair import Repairer
 from indexer.live.tail import BranchMoved, Tail
 from indexer.live.trace import Trace
 from indexer.live.window import Window
+from indexer.plan import Unit
 from indexer.retry import TRANSIENT, backoff, is_transient
 from indexer.rpc.heads import HeadSubscription
 from indexer.sink.api import Fenced, RangeConflict, StaleBranch
+from indexer.types import BlockRange
 
 log = logging.getLogger(__name__)
 
 
 class LiveFollower:
     def __init__(self, parts: ChainParts, board: LeaseBoard, worker: str, *,
-                 on_repair: Callable[[], None], retain: int | None = None,
-                 trace: str | None = None) -> None:
+                 on_repair: Callable[[BlockRange], None], retain: int | None = None,
+                 trace: str | None = None,
+                 on_committed: Callable[[Unit], None] | None = None) -> None:
         self.parts = parts
         self.board = board
         chain = parts.chain
@@ -50,7 +53,7 @@ class LiveFollower:
         self.reorgs = Reorgs(parts, self.window)
         self.repairer = Repairer(parts, board, self.window, on_repair)
         self._trace = Trace(trace) if trace else None
-        self.tail = Tail(parts, self.window, self.reorgs, worker, self._trace)
+        self.tail = Tail(parts, self.window, self.reorgs, worker, self._trace, on_committed)
         self.wake = asyncio.Event()
         self.heads: HeadSubscription | None = None
         if chain.ws_url:

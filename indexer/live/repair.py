@@ -17,17 +17,19 @@ from indexer.live.window import Window
 from indexer.retry import TRANSIENT
 from indexer.rpc.errors import RpcError
 from indexer.sink.api import Repair
+from indexer.types import BlockRange
 
 log = logging.getLogger(__name__)
 
 
 class Repairer:
     def __init__(self, parts: ChainParts, board: LeaseBoard, window: Window,
-                 on_repair: Callable[[], None]) -> None:
+                 on_repair: Callable[[BlockRange], None]) -> None:
         self.parts = parts
         self.board = board
         self.window = window
-        self.on_repair = on_repair  # the backfill plans again: what is done changed
+        # Told the blocks replaced: the backfill plans again, their re-commits are verified.
+        self.on_repair = on_repair
 
     async def carry_out(self, order: Undo, fence: int) -> None:
         """Delete everything above ``order.keep`` and go on from there. Raises Fenced when a
@@ -64,7 +66,7 @@ class Repairer:
                             p.name, e)
                 await p.clock.sleep(1.0)
         p.watermark_moved()
-        self.on_repair()
+        self.on_repair(BlockRange(keep + 1, max(keep + 1, old_tip)))
 
     def _report(self, order: Undo, keep: int, old_tip: int, depth: int, deep: bool,
                 deleted: dict[str, int]) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from indexer import metrics
@@ -47,8 +47,9 @@ class Tick:
 
 class Tail:
     def __init__(self, parts: ChainParts, window: Window, reorgs: Reorgs, worker: str,
-                 trace: Trace | None) -> None:
+                 trace: Trace | None, on_committed: Callable[[Unit], None] | None = None) -> None:
         self.parts = parts
+        self.on_committed = on_committed
         self.window = window
         self.reorgs = reorgs
         self.worker = f"live:{worker}"
@@ -185,6 +186,8 @@ class Tail:
     def _committed(self, rng: BlockRange, sources: Sequence[str], result: Fetched) -> None:
         p = self.parts
         p.state.record(sources, rng)
+        if self.on_committed is not None and sources:
+            self.on_committed(Unit(rng, tuple(sources)))
         p.progress.wrote(result.rows)
         p.progress.covered(len(rng))
         p.watermark_moved()

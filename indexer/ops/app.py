@@ -109,11 +109,15 @@ async def run_chains(chains: Sequence[ChainConfig], request: RunRequest,
                 await rpc.close()
         reporter.finish()
         print(summary(results, redact_url(url), settings.schema), file=sys.stderr)
+        different = [r for r in runs if r.verifier.unrepaired]
+        for r in different:
+            print(f"error: {r.parts.name}: {r.verifier.unrepaired} checked ranges differ from "
+                  f"the chain and were not repaired (see DATA MISMATCH above)", file=sys.stderr)
         if settings.database_url is None:
             from indexer.ops import pgembed
 
             print(f"query it: {pgembed.psql_command(url)}   (or: indexer db psql)", file=sys.stderr)
-        return 0
+        return 1 if different else 0
     except asyncio.CancelledError:
         reporter.finish()
         if stopped:

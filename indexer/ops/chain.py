@@ -35,6 +35,8 @@ from indexer.rpc.client import RpcClient
 from indexer.sink.database import Database
 from indexer.sink.postgres import PostgresSink
 from indexer.sink.tables import ensure_event_tables
+from indexer.types import BlockRange
+from indexer.verify.background import BackgroundVerifier
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +69,24 @@ class ChainRun:
         bf = options.backfill
         self.claims = Claims(chain.name, board, options.worker, chain.partition_blocks,
                              bf.lease_ttl)
-        self.backfill = Backfill(self.parts, self.claims, options.worker, bf)
+        # Checks run on another endpoint than the first when the chain has several.
+        self.check_rpc = rpc if len(chain.rpc) < 2 else RpcClient(
+            chain.rpc[1:] + chain.rpc[:1], chain=chain.name, timeout=rpc.requests.timeout)
+        self.verifier = BackgroundVerifier(self.parts, db, chain.verify,
+                                           Fetcher(catalog, self.check_rpc))
+        self.backfill = Backfill(self.parts, self.claims, options.worker, bf,
+                                 on_committed=self.verifier.committed)
         self.watch = watch
         self.live: LiveFollower | None = None
         if options.follow:
             self.live = LiveFollower(self.parts, board, options.worker,
-                                     on_repair=self.backfill.replan, trace=options.live_trace)
+                                     on_repair=self._repaired, trace=options.live_trace,
+                                     on_committed=self.verifier.committed)
+
+    def _repaired(self, rng: BlockRange) -> None:
+        """A reorg repair replaced ``rng``: the backfill plans again, re-commits are checked."""
+        self.backfill.replan()
+        self.verifier.repaired(rng)
 
     @property
     def progress(self) -> Progress:
@@ -165,18 +179,27 @@ class ChainRun:
         main = asyncio.create_task(self.backfill.run())
         tail = asyncio.create_task(self.live.run()) if self.live is not None else None
         files = asyncio.create_task(self.watch_file()) if self.watch else None
+        checks = asyncio.create_task(self.verifier.run())
         try:
             if tail is not None:
                 await asyncio.wait({main, tail}, return_when=asyncio.FIRST_COMPLETED)
                 if tail.done():
                     tail.result()
             await main
+            # An ending run waits for the checks it has sampled (they would be lost else).
+            drained = asyncio.create_task(self.verifier.drain())
+            await asyncio.wait({drained, checks}, return_when=asyncio.FIRST_COMPLETED)
+            if checks.done():
+                checks.result()  # the checks failed for good: so does the run
+            drained.cancel()
             return self.progress
         finally:
-            tasks = [t for t in (watch, main, tail, files) if t is not None]
+            tasks = [t for t in (watch, main, tail, files, checks) if t is not None]
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self.check_rpc is not self.rpc:
+                await self.check_rpc.close()
 
     def status(self) -> ChainStatus:
         """What /status and /readyz report for this chain."""

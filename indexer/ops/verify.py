@@ -27,13 +27,12 @@ from indexer.config import ChainConfig, ConfigError
 from indexer.ops.attach import attach
 from indexer.plan import Unit, next_size, pieces, redo
 from indexer.rpc.client import RpcClient
-from indexer.sink.api import Batch, StaleBranch
 from indexer.sink.database import Database
 from indexer.sink.postgres import PostgresSink
-from indexer.sink.replace import replace
 from indexer.sink.tables import ensure_event_tables
 from indexer.types import BlockRange
 from indexer.verify.check import UnitCheck, check_unit
+from indexer.verify.repair import repair
 from indexer.verify.rows import Difference, blocks_of
 
 CONCURRENCY = 4
@@ -129,26 +128,8 @@ class Verifying:
 
     async def repair(self, checks: list[UnitCheck]) -> list[UnitCheck]:
         """Fetch the differing blocks again and replace their rows; their checks after."""
-        chain = self.catalog.chain
-        again: list[UnitCheck] = []
-        for c in checks:
-            for block in blocks_of(c.differences):
-                unit = Unit(BlockRange(block, block), c.unit.sources, c.unit.factory)
-                for _ in range(10):  # refused when a reorg repair ran since the fetch
-                    epoch = self.state.epoch
-                    fetched = await self.fetcher.unit(unit, self.state.children)
-                    try:
-                        async with self.db.pool.acquire() as conn:
-                            await replace(self.db, conn, chain.chain_id, chain.partition_blocks,
-                                          self.catalog.columns,
-                                          Batch(unit.range, unit.sources, fetched.rows),
-                                          self.catalog.scope(unit, self.state.children), epoch)
-                        break
-                    except StaleBranch:
-                        await self.state.reload(self.sink)
-                again.append(await check_unit(self.catalog, self.fetcher, self.db, unit,
-                                              self.state.children))
-        return again
+        return [await repair(self.db, self.catalog, self.fetcher, self.state, self.sink, c)
+                for c in checks]
 
 
 class Progress:

@@ -87,6 +87,11 @@ class Requester:
     def batch_size(self) -> int:
         return min(e.batch_size for e in self.endpoints)
 
+    @property
+    def timeout(self) -> float:
+        """Seconds one request may take."""
+        return float(self._timeout.total or 0.0)
+
     def next_id(self) -> int:
         return next(self._ids)
 

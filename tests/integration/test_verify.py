@@ -143,3 +143,61 @@ def test_verify_refuses_bad_input(indexed):
     _, env = indexed
     res = indexer(["verify", "--chain", "anvil", "--contract", "Nope"], env)
     assert res.code == 2 and "no contract Nope" in res.err and "Traceback" not in res.err
+
+
+class MiddleBlockLiar:
+    """A node whose logs backend lost the logs of one block in the middle of every eth_getLogs
+    range, while its header for that block says it holds none (logsBloom zeroed): no check of
+    one answer can tell. Only a second look, elsewhere, can."""
+
+    def __init__(self) -> None:
+        self.hidden: set[int] = set()
+
+    def __call__(self, request: dict, reply: dict) -> dict:
+        method, result = request.get("method"), reply.get("result")
+        if method == "eth_getLogs" and isinstance(result, list):
+            blocks = sorted({int(lg["blockNumber"], 16) for lg in result})
+            end = int(request["params"][0]["toBlock"], 16)
+            middle = [b for b in blocks if b != end]
+            if middle:
+                drop = middle[len(middle) // 2]
+                self.hidden.add(drop)
+                reply["result"] = [lg for lg in result if int(lg["blockNumber"], 16) != drop]
+        elif method == "eth_getBlockByNumber" and isinstance(result, dict) and \
+                int(result["number"], 16) in self.hidden:
+            result["logsBloom"] = "0x" + "00" * 256
+        return reply
+
+
+def test_background_checks_find_and_repair_rows_a_lying_endpoint_left_out(
+        deployed: Deployed, database_url: str, tmp_path: Path):
+    from tests.support.proxy import RpcProxy
+
+    run_traffic(deployed, rounds=30, seed=54)
+    liar = MiddleBlockLiar()
+    with RpcProxy(deployed.url, liar) as proxy:
+        chain = write_chain(tmp_path / "anvil.yaml", rpc=[{"url": proxy.url},
+                                                          {"url": deployed.url}],
+                            verify={"sample": 1.0, "repair": True})
+        env = env_for(database_url, deployed.url)
+        res = indexer(["run", "--chain", str(chain), "--once", "--target-logs", "50"], env)
+    assert liar.hidden, "the proxy hid nothing: the test proves nothing"
+    assert res.code == 0, res.err
+    assert "DATA MISMATCH" in res.err and "now equal the chain" in res.err
+    compare(deployed, database_url)
+
+
+def test_a_run_whose_checks_find_differences_it_may_not_repair_ends_with_exit_1(
+        deployed: Deployed, database_url: str, tmp_path: Path):
+    from tests.support.proxy import RpcProxy
+
+    run_traffic(deployed, rounds=20, seed=55)
+    with RpcProxy(deployed.url, MiddleBlockLiar()) as proxy:
+        chain = write_chain(tmp_path / "anvil.yaml", rpc=[{"url": proxy.url},
+                                                          {"url": deployed.url}],
+                            verify={"sample": 1.0})
+        res = indexer(["run", "--chain", str(chain), "--once", "--target-logs", "50"],
+                      env_for(database_url, deployed.url))
+    assert res.code == 1, res.err
+    assert "DATA MISMATCH" in res.err and "were not repaired" in res.err
+    assert "indexer verify --chain anvil" in res.err

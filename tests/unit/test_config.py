@@ -414,3 +414,24 @@ def test_bad_live_tail_keys_are_named(chains: Path) -> None:
     problems = _problems(chains, text)
     assert any("poll_interval" in p and "not a duration" in p for p in problems), problems
     assert any("ws_url" in p and "websocket URL" in p for p in problems), problems
+
+
+def test_the_verify_section_is_read_and_checked(tmp_path):
+    from indexer.config import ConfigError, VerifyConfig, load_chain
+
+    base = (Path(__file__).resolve().parents[2] / "chains" / "anvil.yaml").read_text()
+    base = base.replace("abis/", str(Path(__file__).resolve().parents[2] / "chains" / "abis") + "/")
+    good = tmp_path / "good.yaml"
+    good.write_text(base + "verify:\n  sample: 1%\n  repair: true\n")
+    assert load_chain(good).verify == VerifyConfig(sample=0.01, repair=True, proof=False)
+    none = tmp_path / "none.yaml"
+    none.write_text(base)
+    assert load_chain(none).verify == VerifyConfig()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(base + "verify:\n  sample: 2\n  repair: yes please\n  proff: true\n")
+    with pytest.raises(ConfigError) as e:
+        load_chain(bad)
+    text = str(e.value)
+    assert "verify.sample: must be between 0 and 1" in text
+    assert "verify.repair: expected true or false" in text
+    assert "verify.proff: unknown key (did you mean 'proof'?)" in text

@@ -30,9 +30,9 @@ async def test_the_live_tail_follows_the_head_and_repairs_a_reorg_at_the_head():
     chain = FakeChain(head=50)
     sink = FakeSink()
     parts = fake_parts(chain, sink, FakeClock(), chain_config(finality_depth=5, start_block=10))
-    repairs: list[int] = []
+    repairs: list[BlockRange] = []
     follower = LiveFollower(parts, MemoryLeaseBoard(), "w",
-                            on_repair=lambda: repairs.append(1))
+                            on_repair=repairs.append)
     task = asyncio.create_task(follower.run())
     try:
         await until(lambda: stored_tip(sink) == 50)
@@ -46,7 +46,7 @@ async def test_the_live_tail_follows_the_head_and_repairs_a_reorg_at_the_head():
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert [(r.fork_block, r.old_tip, r.deep) for r in sink.repairs] == [(57, 60, False)]
-    assert repairs == [1]  # the backfill was told to plan again
+    assert repairs == [BlockRange(58, 60)]  # told the blocks replaced: the backfill plans again
     assert sink.transfers() == chain.rows_expected(60, start=46)
     assert [s.hash if s else None for s in sink.stored(range(46, 61))] == \
         [chain.block_hash(n) for n in range(46, 61)]

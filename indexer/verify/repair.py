@@ -1,0 +1,42 @@
+"""The blocks a check found different, fetched again and their rows replaced exactly once
+(``sink.replace``: refused when a reorg repair ran since the fetch, then fetched again), and
+checked again."""
+
+from __future__ import annotations
+
+from indexer.chain.catalog import Catalog
+from indexer.chain.fetch import Fetcher
+from indexer.chain.state import ChainState
+from indexer.plan import Unit
+from indexer.sink.api import Batch, Sink, StaleBranch
+from indexer.sink.database import Database
+from indexer.sink.replace import replace
+from indexer.types import BlockRange
+from indexer.verify.check import UnitCheck, check_unit
+from indexer.verify.rows import blocks_of
+
+MAX_REFUSALS = 10  # commits refused by reorg repairs, in a row, before the block is given up
+
+
+async def repair(db: Database, catalog: Catalog, fetcher: Fetcher, state: ChainState,
+                 sink: Sink, found: UnitCheck) -> UnitCheck:
+    """Replace the rows of every block ``found`` differs in; what a check of them says after."""
+    chain = catalog.chain
+    after = UnitCheck(found.unit)
+    for block in blocks_of(found.differences):
+        unit = Unit(BlockRange(block, block), found.unit.sources, found.unit.factory)
+        for _ in range(MAX_REFUSALS):
+            epoch = state.epoch
+            fetched = await fetcher.unit(unit, state.children)
+            try:
+                async with db.pool.acquire() as conn:
+                    await replace(db, conn, chain.chain_id, chain.partition_blocks,
+                                  catalog.columns, Batch(unit.range, unit.sources, fetched.rows),
+                                  catalog.scope(unit, state.children), epoch)
+                break
+            except StaleBranch:
+                await state.reload(sink)
+        again = await check_unit(catalog, fetcher, db, unit, state.children)
+        after = UnitCheck(found.unit, after.differences + again.differences,
+                          after.rows + again.rows)
+    return after
