@@ -97,6 +97,10 @@ class ChainRun:
         what is done is read."""
         p = self.parts
         c = p.chain
+        if c.verify.proof:
+            raise ConfigError(f"{c.source}: verify.proof: proving the checked logs against "
+                              "the blocks' receiptsRoot is not available in this release; "
+                              "remove the key")
         remote = await self.rpc.chain_id()
         if remote != c.chain_id:
             raise SystemExit(
