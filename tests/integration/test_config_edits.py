@@ -507,3 +507,25 @@ async def _legacy_records(database_url: str) -> int:
             "SELECT count(*) FROM indexer.ranges WHERE coverage IS NULL"))
     finally:
         await conn.close()
+
+
+def test_status_shows_how_far_each_event_of_each_contract_is(chain: Deployed, database_url: str,
+                                                              tmp_path: Path):
+    t = tokens(chain)
+    env = env_for(database_url, chain.url)
+    mid = middle(chain)
+    path = write(tmp_path / "chain.yaml",
+                 [contract("DemoToken", "erc20.json", address=[t["a"]], events=["Transfer"])])
+    run(env, path, "--once")  # up to the head
+    write(path, [contract("DemoToken", "erc20.json", address=[t["a"]])])
+    run(env, path, "--until", str(mid))  # the new event is done up to the middle only
+    res = indexer(["status", "--chain", str(path)], env)
+    assert res.code == 0, res.err
+    head = int(chain.rpc.call("eth_blockNumber"), 16)
+    percent = round(100 * (mid + 1) / (head + 1))
+    assert "  DemoToken Transfer: done" in res.out, res.out
+    assert f"  DemoToken Approval: backfilling, {percent}%" in res.out, res.out
+    as_json = json.loads(indexer(["status", "--chain", str(path), "--json"], env).out)
+    events = {(e["contract"], e["event"]): e for e in as_json[0]["events"]}
+    assert events[("DemoToken", "Approval")]["state"] == "backfilling"
+    assert events[("DemoToken", "Transfer")]["percent"] == 100.0
