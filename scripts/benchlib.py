@@ -4,14 +4,16 @@ reading its summary."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,26 +226,64 @@ class Measured:
 
 
 def run_measured(cmd: Sequence[str], *, env: Mapping[str, str], cwd: Path, meter: CpuMeter,
-                 what: str, timeout: float = 1800) -> Measured:
-    """Run ``cmd`` to its end under ``meter``; exits with a clear message when it fails."""
+                 what: str, timeout: float = 1800,
+                 until: Callable[[str], bool] | None = None) -> Measured:
+    """Run ``cmd`` under ``meter`` to its end, or, with ``until``, until that returns true of
+    the command's output so far (polled every 0.1 s; the wall time stops there, then the command gets SIGTERM and is waited
+    for, so its CPU is counted whole). Exits with a clear message when the command fails, does
+    not end in ``timeout`` seconds, or ends before ``until`` holds."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(list(cmd), env=dict(env), cwd=cwd, stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, start_new_session=True)
         meter.start(proc.pid)
+        wall = None
         try:
-            code = proc.wait(timeout)
+            if until is None:
+                code = proc.wait(timeout)
+            else:
+                def output() -> str:
+                    return b"".join(os.pread(f.fileno(), os.fstat(f.fileno()).st_size, 0)
+                                    for f in (out, err)).decode(errors="replace")
+
+                while not until(output()):
+                    if proc.poll() is not None:
+                        break
+                    if time.perf_counter() - t0 > timeout:
+                        raise subprocess.TimeoutExpired(cmd, timeout)
+                    time.sleep(0.1)
+                else:
+                    wall = time.perf_counter() - t0
+                    proc.terminate()
+                code = proc.wait(60)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             meter.stop()
             raise SystemExit(f"{what}: no end after {timeout:.0f}s (killed)") from None
-        wall = time.perf_counter() - t0
+        finally:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if wall is None:
+            wall = time.perf_counter() - t0
+            if until is not None:
+                meter.stop()
+                out.seek(0)
+                err.seek(0)
+                raise SystemExit(f"{what} ended (exit {code}) before it was done:\n"
+                                 f"{err.read().decode(errors='replace')[-3000:]}\n"
+                                 f"{out.read().decode(errors='replace')[-3000:]}")
+            failed = code != 0
+        else:
+            failed = code not in (0, -signal.SIGTERM, 128 + signal.SIGTERM)
         cpu = meter.stop()
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    if code != 0:
+    if failed:
         raise SystemExit(f"{what} failed (exit {code}):\n{stderr[-3000:]}\n{stdout[-1000:]}")
     return Measured(wall, cpu, stdout, stderr)
 

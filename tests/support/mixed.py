@@ -174,11 +174,13 @@ class _Plan:
 
 def generate(url: str, *, logs: int = 500_000, logs_per_block: int = 1000, seed: int = 1,
              v2_pairs: int = 27, v3_pools: int = 12, at_start: tuple[int, int] = (3, 2),
-             progress: bool = False) -> dict[str, Any]:
+             tail_blocks: int = 64, progress: bool = False) -> dict[str, Any]:
     """Deploy the contracts from account 0 of a fresh anvil (started with a block gas limit of
     at least 2e9) and mine blocks until at least ``logs`` logs; returns the chain's facts
     (addresses, head, and per event table the rows an indexer of ``chain_config`` must write,
-    counted from ``eth_getLogs``)."""
+    counted from ``eth_getLogs``). ``tail_blocks`` empty blocks end the chain, so that every
+    log is final to an indexer that holds back a finality window (Ponder keeps 30 blocks on a
+    chain it does not know): all of them are backfill work, as on a long chain."""
     t0 = time.perf_counter()
     rpc = JsonRpc(url, timeout=600)
     if int(rpc.call("eth_getTransactionCount", ACCOUNT0, "latest"), 16) != 0:
@@ -240,6 +242,8 @@ def generate(url: str, *, logs: int = 500_000, logs_per_block: int = 1000, seed:
         for h, r in zip(hashes[i:i + 200], got, strict=True):
             if r is None or int(r["status"], 16) != 1:
                 raise RuntimeError(f"mixed traffic transaction {h} failed or not mined: {r}")
+    if tail_blocks:
+        rpc.call("anvil_mine", hex(tail_blocks))
     head = int(rpc.call("eth_blockNumber"), 16)
     facts: dict[str, Any] = {
         "workload": "mixed", "seed": seed, "logs_per_block": logs_per_block,
