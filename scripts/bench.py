@@ -256,7 +256,7 @@ def chain_tree(name: str, facts: dict[str, Any]) -> dict[str, Any]:
 
 
 def serve(chain: Chain) -> Anvil:
-    """anvil with the chain's state loaded, checked to be that chain."""
+    """anvil with the chain's state loaded, checked to be that chain, every log read once."""
     t0 = time.perf_counter()
     node = anvil_for(state=chain.state)
     node.start()
@@ -268,7 +268,11 @@ def serve(chain: Chain) -> Anvil:
         raise SystemExit(f"{chain.name}: the reloaded chain is not the one generated (head "
                          f"{head}, expected {chain.facts['head']} {chain.facts['head_hash']}); "
                          f"run again with --fresh-chain")
-    print(f"{chain.name}: chain reloaded in {time.perf_counter() - t0:.1f}s: head {head:,}, "
+    # One read of every log first: the first measured run then finds anvil as warm as the rest.
+    step = 2 if chain.name == "transfers" else 20
+    for lo in range(0, head + 1, step):
+        rpc.call("eth_getLogs", {"fromBlock": hex(lo), "toBlock": hex(min(lo + step - 1, head))})
+    print(f"{chain.name}: chain reloaded and read in {time.perf_counter() - t0:.1f}s: head {head:,}, "
           f"{chain.facts['logs']:,} logs, {sum(chain.facts['expected'].values()):,} to index "
           f"into {len(chain.facts['expected'])} tables", flush=True)
     return node
