@@ -109,8 +109,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--plain", action="store_true",
                    help="transfers: run the plain pipeline beside the indexer and report "
                         "indexer/plain")
-    p.add_argument("--plain-range", type=int, default=10,
-                   help="plain pipeline: blocks per eth_getLogs (default 10)")
+    p.add_argument("--plain-range", type=int, default=0,
+                   help="plain pipeline: blocks per eth_getLogs (default 0: about 10,000 logs "
+                        "per request like the indexer's units, i.e. 1 block on the transfers "
+                        "chain of 10,000-log blocks, 10 on a chain of 1,000-log blocks)")
     p.add_argument("--plain-in-flight", type=int, default=4,
                    help="plain pipeline: requests in flight per process (default 4)")
     p.add_argument("--plain-batch", type=int, default=25_000,
@@ -372,17 +374,20 @@ def run_one(ctx: Context, runner: Runner, n: int) -> dict[str, Any]:
                              write_s=round(stages[2], 1))
         elif runner.kind == "plain":
             token = facts["addresses"]
+            blocks = max(1, facts["head"] + 1)
+            span = a.plain_range or max(1, round(10_000 * blocks / max(1, facts["logs"])))
             cmd = [sys.executable, str(REPO / "scripts" / "plain_pipeline.py"),
                    "--rpc", ctx.node.url, "--dsn", url,
                    "--address", token["TestTokenA"], "--address", token["TestTokenB"],
                    "--from-block", "0", "--to-block", str(facts["head"]), "--processes", str(n),
-                   "--range", str(a.plain_range), "--in-flight", str(a.plain_in_flight),
+                   "--range", str(span), "--in-flight", str(a.plain_in_flight),
                    "--batch", str(a.plain_batch), "--schema", SCHEMA,
                    "--table", "demo_token_transfer"]
             m = run_measured(cmd, env=dict(os.environ), cwd=REPO, meter=meter, what=what,
                              timeout=a.timeout)
             want = {"demo_token_transfer": facts["expected"]["demo_token_transfer"]}
             events = check_counts(what, asyncio.run(table_counts(url, SCHEMA)), want)
+            extra["plain_range"] = span
         else:
             from scripts import peers
 
