@@ -56,6 +56,7 @@ sys.path.insert(0, str(REPO))
 
 from scripts.benchlib import (  # noqa: E402
     CpuMeter,
+    database_mib,
     median,
     postmaster_pid,
     run_measured,
@@ -393,6 +394,8 @@ def run_one(ctx: Context, runner: Runner, n: int) -> dict[str, Any]:
 
             m, events = peers.run(runner.kind, ctx, url, meter)
             extra["peer"] = peers.describe(runner.kind, ctx)
+        if runner.kind != "cryo":
+            extra["db_mib"] = round(asyncio.run(database_mib(url)))
     finally:
         asyncio.run(drop_database(ctx.admin, url))
     cpu = m.cpu
@@ -434,7 +437,7 @@ def _fmt(x: float | None, digits: int = 2) -> str:
 
 def throughput_table(runs: list[dict]) -> str:
     out = ["| workload | runner | workers | events | seconds | events/s | vs 1 worker | "
-           "peak RSS MB | fetch s | decode s | write s |", "|" + "---|" * 11]
+           "peak RSS MB | database MiB | fetch s | decode s | write s |", "|" + "---|" * 12]
     groups = _groups(runs)
     for (w, label, n), rs in groups.items():
         rate = median([r["events_per_second"] for r in rs])
@@ -442,13 +445,14 @@ def throughput_table(runs: list[dict]) -> str:
         base = median([r["events_per_second"] for r in one]) if one else None
         vs = f"{rate / base:.2f}x" if base and n else "-"
 
-        def med(key: str, rs: list[dict] = rs) -> str:
+        def med(key: str, rs: list[dict] = rs, digits: int = 1) -> str:
             vals = [r[key] for r in rs if key in r]
-            return _fmt(median(vals), 1) if vals else "-"
+            return _fmt(median(vals), digits) if vals else "-"
 
         out.append(f"| {w} | {label} | {n or '-'} | {rs[0]['events']:,} | "
                    f"{median([r['seconds'] for r in rs]):.2f} | {rate:,.0f} | {vs} | "
-                   f"{median([r['peak_rss_mb'] for r in rs]):.0f} | {med('fetch_s')} | "
+                   f"{median([r['peak_rss_mb'] for r in rs]):.0f} | {med('db_mib', digits=0)} | "
+                   f"{med('fetch_s')} | "
                    f"{med('decode_s')} | {med('write_s')} |")
     return "\n".join(out)
 

@@ -310,6 +310,17 @@ async def table_counts(url: str, schema: str) -> dict[str, int]:
         await conn.close()
 
 
+async def database_mib(url: str) -> float:
+    """pg_database_size of the database behind ``url``, in MiB."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval("SELECT pg_database_size(current_database())")) / 2**20
+    finally:
+        await conn.close()
+
+
 def median(values: Sequence[float]) -> float:
     s = sorted(values)
     n = len(s)
