@@ -84,6 +84,26 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def backend_database(title: str) -> str | None:
+    """The database a Postgres child process serves, from its process title
+    ("postgres: [cluster:] user db host(port) state", "postgres: [cluster:] autovacuum worker
+    db"); "" for the server's own processes (checkpointer, WAL writer...); None while the title
+    is not set yet (a child just forked still shows the postmaster's command line) or not
+    complete (before authentication)."""
+    if not title.startswith("postgres: "):
+        return None
+    words = title[len("postgres: "):].split()
+    if words and words[0].endswith(":"):  # cluster_name, e.g. "15/main:"
+        words = words[1:]
+    if words[:2] == ["autovacuum", "worker"]:
+        return words[2] if len(words) > 2 else None
+    if len(words) >= 3 and ("(" in words[2] or words[2] == "[local]"):
+        return words[1]
+    if any("(" in w or w == "[local]" for w in words):
+        return None  # a client backend still starting up
+    return ""
+
+
 class CpuMeter:
     """CPU seconds of the processes around one measured command, read from ``/proc/<pid>/stat``.
 
@@ -125,8 +145,7 @@ class CpuMeter:
             return []
         out = [self.postmaster_pid]
         for pid in children_of(self.postmaster_pid):
-            title = cmdline(pid)  # a backend names its client: "... db 127.0.0.1(5678) idle"
-            if title and not any(m in title for m in ("(", "[local]", "worker")):
+            if backend_database(cmdline(pid)) == "" and "worker" not in cmdline(pid):
                 out.append(pid)
         return out
 
@@ -142,6 +161,7 @@ class CpuMeter:
         t = proc_times("self")
         assert t is not None
         self._self0 = t[2]
+        self._own0 = t[1]
         self.root = root
         a = proc_times(self.anvil_pid) if self.anvil_pid else None
         self._anvil0 = a[1] if a else 0.0
@@ -165,8 +185,10 @@ class CpuMeter:
             if pid in self._other_pg:
                 continue
             if pid not in self._backends:
-                title = cmdline(pid)
-                if f" {self.database} " not in title + " ":
+                db = backend_database(cmdline(pid))
+                if db is None:  # just forked: no title of its own yet; look again next time
+                    continue
+                if db != self.database:
                     self._other_pg.add(pid)
                     continue
             t = proc_times(pid)
@@ -195,6 +217,7 @@ class CpuMeter:
             "postgres": sum(self._backends.values()),
             "postgres_backends": len(self._backends),
             "pg_shared": sum(shared1[p] - v for p, v in self._shared0.items() if p in shared1),
+            "bench_itself": t[1] - self._own0,  # this process (the sampling thread included)
         }
 
 

@@ -13,7 +13,7 @@ import yaml
 
 from indexer.naming import snake_case
 from scripts import bench, peers, plain_pipeline
-from scripts.benchlib import CpuMeter, median, proc_times, run_measured
+from scripts.benchlib import CpuMeter, backend_database, median, proc_times, run_measured
 from tests.support import mixed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,3 +155,16 @@ def test_help_documents_every_option() -> None:
     for opt in ("--workload", "--plain", "--indexer", "--peers", "--repeat", "--fresh-chain",
                 "--mixed-logs", "--json", "--redis", "--timeout"):
         assert opt in out
+
+
+@pytest.mark.parametrize(("title", "db"), [
+    ("postgres: 15/main: postgres bench_1 127.0.0.1(42610) idle", "bench_1"),
+    ("postgres: postgres bench_1 [local] COPY", "bench_1"),
+    ("postgres: 15/main: autovacuum worker bench_2", "bench_2"),
+    ("postgres: 15/main: checkpointer ", ""),
+    ("postgres: 15/main: walwriter ", ""),
+    ("/usr/lib/postgresql/15/bin/postgres -D /var/lib/postgresql/15/main", None),
+    ("postgres: 15/main: 127.0.0.1(5555) startup", None),
+])
+def test_backend_database_from_the_process_title(title: str, db: str | None) -> None:
+    assert backend_database(title) == db
