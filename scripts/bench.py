@@ -223,8 +223,11 @@ def prepare_chain(name: str, a: argparse.Namespace) -> Chain:
     state, facts_file = folder / f"{name}-{key}.state.json", folder / f"{name}-{key}.facts.json"
     config = CACHE / f"{name}.yaml"
     if a.fresh_chain or not (state.exists() and facts_file.exists()):
-        for old in folder.glob(f"{name}-*"):
-            old.unlink()
+        # Keep the newest other variant (another run may be using it), drop older ones.
+        others = sorted(folder.glob(f"{name}-*.state.json"), key=lambda f: f.stat().st_mtime)
+        for old in others[:-1] + ([state] if state in others[-1:] else []):
+            for f in (old, old.with_name(old.name.replace(".state.json", ".facts.json"))):
+                f.unlink(missing_ok=True)
         tmp = state.with_suffix(".tmp")
         print(f"{name}: generating the chain {params} (state kept in {state})", flush=True)
         t0 = time.perf_counter()
