@@ -86,7 +86,7 @@ GROUPS = ("client", "anvil", "postgres", "pg_shared")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="scripts/bench", description=__doc__.split("\n\n")[0],
+        prog="scripts/bench", description=__doc__,
         epilog="Durations on the 2-core machine: see the README's Benchmarks section.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workload", default="transfers,uniswap",
