@@ -507,17 +507,22 @@ def ratio_rows(runs: list[dict]) -> list[dict[str, Any]]:
                     continue
                 pairs = [x["events_per_second"] / y["events_per_second"]
                          for x, y in zip(num, den, strict=False)]
+                cpu = [x["us_per_event"]["total"] / y["us_per_event"]["total"]
+                       for x, y in zip(num, den, strict=False)
+                       if "us_per_event" in x and "us_per_event" in y]
                 out.append({"workload": w, "workers": n, "comparison": name,
-                            "ratio": median(pairs), "pairs": pairs})
+                            "ratio": median(pairs), "pairs": pairs,
+                            "cpu_ratio": median(cpu) if cpu else None})
     return out
 
 
 def ratio_table(rows: list[dict[str, Any]]) -> str:
-    out = ["| workload | workers | comparison (events/s) | ratio, median | each round |",
-           "|---|---|---|---|---|"]
+    out = ["| workload | workers | comparison | events/s ratio, median | each round | "
+           "CPU µs/event ratio, median |", "|---|---|---|---|---|---|"]
     for r in rows:
+        cpu = "-" if r.get("cpu_ratio") is None else f"{r['cpu_ratio']:.2f}"
         out.append(f"| {r['workload']} | {r['workers']} | {r['comparison']} | "
-                   f"{r['ratio']:.2f} | {', '.join(f'{p:.2f}' for p in r['pairs'])} |")
+                   f"{r['ratio']:.2f} | {', '.join(f'{p:.2f}' for p in r['pairs'])} | {cpu} |")
     return "\n".join(out)
 
 

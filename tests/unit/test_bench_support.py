@@ -106,7 +106,7 @@ def test_check_counts_wants_every_row_and_nothing_else() -> None:
 def test_ratios_are_medians_of_runs_side_by_side() -> None:
     def run(runner: str, kind: str, n: int | None, rate: int) -> dict:
         return {"workload": "w", "runner": runner, "kind": kind, "workers": n,
-                "events_per_second": rate}
+                "events_per_second": rate, "us_per_event": {"total": 1000 / rate}}
 
     runs = [run("plain pipeline", "plain", 1, 100), run("indexer", "indexer", 1, 70),
             run("plain pipeline", "plain", 1, 200), run("indexer", "indexer", 1, 100),
@@ -116,7 +116,9 @@ def test_ratios_are_medians_of_runs_side_by_side() -> None:
     rows = {r["comparison"]: r for r in bench.ratio_rows(runs)}
     plain = rows["indexer (B) / plain pipeline (A)"]
     assert plain["pairs"] == [0.7, 0.5, 0.6] and plain["ratio"] == pytest.approx(0.6)
+    assert plain["cpu_ratio"] == pytest.approx(1 / 0.6)  # B's CPU per event over A's
     assert rows["indexer / ponder"]["pairs"] == [7.0, 5.0, 12.0]
+    assert "| 0.60 | 0.70, 0.50, 0.60 | 1.67 |" in bench.ratio_table(list(rows.values()))
     assert median([1, 3, 2, 10]) == 2.5
 
 
