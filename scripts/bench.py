@@ -43,6 +43,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,13 +88,14 @@ GROUPS = ("client", "anvil", "postgres", "pg_shared")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="scripts/bench", description=__doc__,
-        epilog="Durations on the 2-core machine (busy): a chain's first generation takes about "
-               "100 s (transfers, an 850 MB state dump), 40 s (uniswap), 45 s (mixed); reloading "
-               "14, 3 and 12 s. One run: transfers 12-22 s, uniswap 2-4 s, mixed 7-14 s (Ponder "
+        epilog="Durations on the 2-core machine (busy): a chain's first generation takes 30 to "
+               "40 s (state dumps in .cache/bench/chains: transfers 850 MB, uniswap 170 MB, "
+               "mixed 980 MB); reloading one 3 to 20 s. One run: transfers 12-22 s, uniswap 2-4 s, mixed 7-14 s (Ponder "
                "40-70 s, cryo 2-8 s). The defaults take about 80 s once the chains are cached; "
                "--workload transfers,uniswap,mixed --plain --peers ponder,cryo --repeat 5 took "
                "924 s.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.epilog = textwrap.fill(p.epilog or "", 92)
     p.add_argument("--workload", default="transfers,uniswap",
                    help="comma-separated workloads: transfers, uniswap, mixed "
                         "(default transfers,uniswap)")
