@@ -41,6 +41,7 @@ import inspect
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -544,8 +545,14 @@ def kinds_table(chains: list[Chain]) -> str:
 # --------------------------------------------------------------------------------------- main
 
 
+def _stopped(signum: int, frame: object) -> None:
+    raise SystemExit(f"bench: stopped by signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
+    # SIGTERM unwinds like an error: anvil is stopped and the run's database dropped.
+    signal.signal(signal.SIGTERM, _stopped)
     admin = database_url_for_tests()
     pm = postmaster_pid(admin)
     indexers = indexer_runners(a.indexer)

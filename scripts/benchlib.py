@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -238,6 +239,13 @@ def postmaster_pid(admin_url: str) -> int | None:
     return pid if pid is not None and "postgres" in cmdline(pid) else None
 
 
+def die_with_parent() -> None:
+    """In a child before exec: SIGTERM when the bench dies (Linux PR_SET_PDEATHSIG), so that a
+    stopped bench leaves no runner behind."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
 @dataclass
 class Measured:
     """One measured command: wall seconds, CPU seconds by group, its output."""
@@ -258,7 +266,8 @@ def run_measured(cmd: Sequence[str], *, env: Mapping[str, str], cwd: Path, meter
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(list(cmd), env=dict(env), cwd=cwd, stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=die_with_parent)
         meter.start(proc.pid)
         wall = None
         try:

@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ctypes
 import gc
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 TRANSFER = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
@@ -63,6 +67,12 @@ def ddl(schema: str, table: str, chain_id: int, span: int, first: int, last: int
     return out
 
 
+def die_with_parent() -> None:
+    """In a child before exec: SIGTERM when this process dies (Linux PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
 def split(first: int, last: int, parts: int) -> list[tuple[int, int]]:
     """[first, last] as ``parts`` contiguous spans of nearly equal length (none empty)."""
     n = last - first + 1
@@ -96,6 +106,25 @@ def decode(log: dict, chain_id: int, times: dict[str, datetime]) -> tuple:
     )
 
 
+async def produce(fetch: Callable[[int, int], Awaitable[list[dict]]],
+                  ranges: list[tuple[int, int]], in_flight: int, queue: asyncio.Queue) -> None:
+    """``in_flight`` requests at once, answers handed over in block order, then None; a failure
+    is handed over too, so that the consumer stops instead of waiting for more."""
+    pending: list[asyncio.Task] = []
+    try:
+        for lo, hi in ranges:
+            pending.append(asyncio.create_task(fetch(lo, hi)))
+            if len(pending) >= in_flight:
+                await queue.put(await pending.pop(0))
+        for t in pending:
+            await queue.put(await t)
+        await queue.put(None)
+    except Exception as exc:
+        for t in pending:
+            t.cancel()
+        await queue.put(exc)
+
+
 async def worker(a: argparse.Namespace, first: int, last: int) -> int:
     import aiohttp
     import asyncpg
@@ -120,17 +149,6 @@ async def worker(a: argparse.Namespace, first: int, last: int) -> int:
             raise RuntimeError(f"eth_getLogs {lo}-{hi}: {reply['error']}")
         return reply["result"]
 
-    async def producer() -> None:
-        # --in-flight requests at once, results handed over in block order.
-        pending: list[asyncio.Task] = []
-        for lo, hi in ranges:
-            pending.append(asyncio.create_task(fetch(lo, hi)))
-            if len(pending) >= a.in_flight:
-                await queue.put(await pending.pop(0))
-        for t in pending:
-            await queue.put(await t)
-        await queue.put(None)
-
     async def flush(rows: list[tuple]) -> None:
         by_part: dict[int, list[tuple]] = {}
         for r in rows:
@@ -139,10 +157,12 @@ async def worker(a: argparse.Namespace, first: int, last: int) -> int:
             await conn.copy_records_to_table(partition_name(a.table, a.chain_id, index),
                                              records=recs, columns=COLUMNS, schema_name=a.schema)
 
-    prod = asyncio.create_task(producer())
+    prod = asyncio.create_task(produce(fetch, ranges, a.in_flight, queue))
     try:
         rows: list[tuple] = []
         while (logs := await queue.get()) is not None:
+            if isinstance(logs, Exception):
+                raise logs
             rows.extend(decode(lg, a.chain_id, times) for lg in logs)
             if len(rows) >= a.batch:
                 await flush(rows)
@@ -213,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     asyncio.run(create_tables(a))
     base = [sys.executable, os.path.abspath(__file__), *(argv if argv is not None else sys.argv[1:])]
-    procs = [subprocess.Popen([*base, "--span", f"{lo}:{hi}"], stdout=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen([*base, "--span", f"{lo}:{hi}"], stdout=subprocess.PIPE, text=True,
+                              preexec_fn=die_with_parent)
              for lo, hi in split(a.from_block, a.to_block, a.processes)]
     outs = [pr.communicate()[0] for pr in procs]
     failed = [pr.returncode for pr in procs if pr.returncode != 0]

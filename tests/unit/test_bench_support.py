@@ -3,6 +3,7 @@ encoding, table names and chain file, the CPU meter, the count check and the rat
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -44,6 +45,33 @@ def test_plain_decode_slices_a_transfer() -> None:
                    31, bytes.fromhex("ab" * 20), bytes.fromhex("11" * 20), bytes.fromhex("22" * 20),
                    10**30)
     assert len(row) == len(plain_pipeline.COLUMNS)
+
+
+def test_plain_producer_hands_over_answers_in_order_and_a_failure() -> None:
+    async def go(fail_at: int | None) -> list:
+        async def fetch(lo: int, hi: int) -> list[dict]:
+            await asyncio.sleep(0.001 * (10 - lo))  # later ranges answer first
+            if lo == fail_at:
+                raise RuntimeError(f"range {lo} failed")
+            return [{"lo": lo}]
+
+        queue: asyncio.Queue = asyncio.Queue(maxsize=2)
+        task = asyncio.create_task(plain_pipeline.produce(fetch, [(i, i) for i in range(6)], 4,
+                                                          queue))
+        got = []
+        while True:
+            item = await queue.get()
+            got.append(item)
+            if item is None or isinstance(item, Exception):
+                break
+        await task
+        return got
+
+    ok = asyncio.run(go(None))
+    assert ok == [[{"lo": i}] for i in range(6)] + [None]
+    failed = asyncio.run(go(3))
+    assert failed[:3] == [[{"lo": i}] for i in range(3)]
+    assert isinstance(failed[-1], RuntimeError)  # the consumer stops, no hang
 
 
 def test_plain_ddl_has_the_indexer_layout() -> None:
