@@ -71,6 +71,8 @@ class ChainRun:
         what is done is read."""
         p = self.parts
         c = p.chain
+        metrics.open_chain(c.name, [t.name for t in p.catalog.tables], self.rpc.endpoints,
+                           live=self.live is not None)
         remote = await self.rpc.chain_id()
         if remote != c.chain_id:
             raise SystemExit(

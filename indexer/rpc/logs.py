@@ -43,7 +43,8 @@ MAX_HINT_PARTS = 16  # split a refused range into hint-sized parts only up to th
 BLOOM_RETRIES = 2  # a bloom that says "maybe" against an empty answer is asked again this often
 HASH_RETRIES = 2  # answers whose blockHash differs from the canonical header, asked again
 
-_Part = tuple[list[RawLog], dict[int, str], BlockHeader]  # logs, block -> hash, toBlock header
+# logs, block -> hash, toBlock header, label of the endpoint that answered
+_Part = tuple[list[RawLog], dict[int, str], BlockHeader, str]
 
 
 @dataclass(slots=True)
@@ -96,9 +97,11 @@ class LogsReader:
             parts = await self._logs(rng, flt, tip if attempt == 0 else None)
             logs = parts[0][0] if len(parts) == 1 else [lg for p in parts for lg in p[0]]
             blocks: dict[int, str] = {}
+            answered: dict[int, str] = {}  # block -> the endpoint whose answer holds it
             headers: dict[int, BlockHeader] = {}
-            for _, held, tip in parts:
+            for _, held, tip, label in parts:
                 blocks.update(held)
+                answered.update(dict.fromkeys(held, label))
                 headers[tip.number] = tip
             missing = [n for n in blocks if n not in headers]
             if missing:
@@ -107,7 +110,7 @@ class LogsReader:
             if not wrong:
                 return LogsAnswer(logs, headers)
             metrics.RPC_ANSWER_REJECTED.labels(
-                chain=self._requests.chain, endpoint="any", reason="block_hash").inc()
+                chain=self._requests.chain, endpoint=answered[wrong[0]], reason="block_hash").inc()
             log.warning("%s: eth_getLogs %s: blockHash of block %d differs from the canonical "
                         "header (attempt %d); asking again", self._requests.chain, rng, wrong[0],
                         attempt + 1)
@@ -176,7 +179,7 @@ class LogsReader:
                 raise err
             ep.state.ranges.on_ok(len(rng), len(logs))
             self._requests.gauge_range(ep)
-            return logs, blocks, tip
+            return logs, blocks, tip, ep.label
 
         result: _Part = await self._requests.retrying(
             "eth_getLogs", str(rng), attempt, requested=rng)
