@@ -96,6 +96,13 @@ DEEP_REORGS = Counter(
     ["chain"],
     registry=REGISTRY,
 )
+REPAIRS_REFUSED = Counter(
+    "indexer_reorg_repairs_refused_total",
+    "Repairs the live tail would not make on its own (reason: other_chain, too_deep); "
+    "nothing was deleted and the run stopped for the operator.",
+    ["chain", "reason"],
+    registry=REGISTRY,
+)
 LIVE_LEADER = Gauge(
     "indexer_live_leader",
     "1 while this process follows the chain's head (holds the live tail's leadership).",
@@ -166,6 +173,7 @@ ANSWER_REJECT_REASONS = ("malformed", "range", "filter", "block_hash", "bloom", 
 RPC_OUTCOMES = ("ok", "error", "range_too_large", "rate_limited", "node_behind", "timeout")
 RPC_METHODS = ("eth_chainId", "eth_blockNumber", "eth_getBlockByNumber", "eth_getLogs",
                "eth_getBlockReceipts", "eth_syncing")  # what a run asks in its normal course
+REFUSAL_REASONS = ("other_chain", "too_deep")
 STAGES = ("fetch", "decode", "write")
 RANGE_STAGES = ("main", "factory-children")
 
@@ -180,6 +188,8 @@ def open_chain(chain: str, tables: Sequence[str], endpoints: Sequence[str], *,
     for c in (REORGS, DEEP_REORGS, BLOCKS_INDEXED):
         c.labels(chain=chain)
     REORG_DEPTH.labels(chain=chain).set(0)
+    for why in REFUSAL_REASONS:
+        REPAIRS_REFUSED.labels(chain=chain, reason=why)
     for table in tables:
         EVENTS_WRITTEN.labels(chain=chain, table=table)
         DECODE_FAILURES.labels(chain=chain, table=table)

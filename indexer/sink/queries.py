@@ -1,5 +1,6 @@
 """What is done, read back: the range records, the discovered children and the reorg epoch
-(together, in one snapshot), the highest fence, the merging of adjacent records, row counts."""
+(together, in one snapshot), the highest fence, the merging of adjacent records, row counts,
+the recorded genesis hash."""
 
 from __future__ import annotations
 
@@ -100,3 +101,10 @@ async def table_counts(db: Database, chain_id: int) -> dict[str, int]:
             f"SELECT count(*) FROM {ddl.qualified(db.schema, name)} WHERE chain_id = $1",
             chain_id)
     return counts
+
+
+async def genesis_hash(db: Database, chain_id: int) -> bytes | None:
+    """The hash of block 0 recorded when the chain was first indexed."""
+    got = await db.pool.fetchval(
+        "SELECT genesis_hash FROM indexer.chains WHERE chain_id = $1", chain_id)
+    return None if got is None else bytes(got)

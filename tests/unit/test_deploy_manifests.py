@@ -256,8 +256,8 @@ def test_every_alert_has_a_runbook_section():
     alerts = [r for g in _rules()["groups"] for r in g["rules"] if "alert" in r]
     assert {a["alert"] for a in alerts} == {
         "IndexerLagHigh", "IndexerStalled", "IndexerHeadStale", "IndexerRpcErrorRatioHigh",
-        "IndexerDeepReorg", "IndexerReorgBeyondFinality", "IndexerBacklogGrowing",
-        "IndexerNoWorkerUp"}
+        "IndexerDeepReorg", "IndexerReorgBeyondFinality", "IndexerRepairRefused",
+        "IndexerBacklogGrowing", "IndexerNoWorkerUp"}
     for alert in alerts:
         anchor = alert["annotations"]["runbook"].split("#")[1]
         assert anchor in headings, f"{alert['alert']}: no section #{anchor} in {DOCS_ALERTS.name}"
