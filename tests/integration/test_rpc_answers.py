@@ -37,3 +37,30 @@ def test_block_time_is_the_headers_whatever_the_logs_say(
         _run(tmp_path, database_url, proxy.url)
     assert proxy.seen["wrong_timestamps"] > 0, "anvil sent no blockTimestamp: nothing was tested"
     compare(chain, database_url)
+
+
+def test_blocks_over_the_providers_result_cap_are_indexed_whole(
+    chain: Deployed, database_url: str, tmp_path: Path
+) -> None:
+    """A provider that serves at most 2 logs per answer, one block too: blocks with more are
+    read by halves of the address list, then from their receipts (once: fatal at every
+    restart)."""
+    with ChaosProxy(chain.url, Chaos(block_logs_cap=2)) as proxy:
+        err = _run(tmp_path, database_url, proxy.url)
+    assert proxy.seen["block_logs_cap"] > 0
+    assert proxy.methods["eth_getBlockReceipts"] > 0, "no block needed its receipts"
+    assert "reading its receipts" in err
+    compare(chain, database_url)
+
+
+def test_logs_sharing_a_log_index_are_said_counted_and_read_from_receipts(
+    chain: Deployed, database_url: str, tmp_path: Path
+) -> None:
+    """A node whose eth_getLogs numbers the second log of every block like the first (once
+    refused and asked again for ever)."""
+    with ChaosProxy(chain.url, Chaos(shared_log_index=True)) as proxy:
+        err = _run(tmp_path, database_url, proxy.url, timeout=120)
+    assert proxy.seen["shared_log_index"] > 0
+    assert proxy.methods["eth_getBlockReceipts"] > 0
+    assert "share logIndex" in err and "from receipts instead" in err
+    compare(chain, database_url)
