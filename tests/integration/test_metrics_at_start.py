@@ -72,6 +72,9 @@ def test_every_series_of_the_chain_exists_when_readyz_first_answers_200(
     missing += [f"indexer_rpc_answers_rejected_total{{reason={r}}}" for r in REASONS
                 if not _has(series, "indexer_rpc_answers_rejected_total", endpoint=ENDPOINT,
                             reason=r)]
+    missing += [f"indexer_reorg_repairs_refused_total{{reason={r}}}"
+                for r in ("other_chain", "too_deep")
+                if not _has(series, "indexer_reorg_repairs_refused_total", reason=r)]
     missing += [name for name in ("indexer_rpc_failovers_total",) if not
                 _has(series, name, endpoint=ENDPOINT)]
     missing += [f"indexer_rpc_requests_total{{outcome={o}}}"
