@@ -11,9 +11,10 @@ A range over an endpoint's cap is split before asking; a refused one is split as
 hints, else in halves. A single block refused as too large (more matching logs than the
 provider serves in one answer) is asked for with each half of the address list, down to one
 address, then read from its receipts (``receipts.py``). An answer in which two logs of one
-block share a logIndex is refused (counted as ``reason="log_index"``) and that block is read from
-its receipts, the rest of the range asked again as usual. Requests, retries and failover are the
-request layer's (``request.py``); the range arithmetic and filter matching are pure functions.
+block share a logIndex is refused (counted as ``reason="log_index"``, logged with the block and
+the transactions); every block of it where logs do is read from its receipts, and the ranges
+between them asked once more. Requests, retries and failover are the request layer's
+(``request.py``); the range arithmetic and filter matching are pure functions.
 """
 
 from __future__ import annotations
