@@ -6,6 +6,8 @@ labelled by ``chain`` so one dashboard and one alert rule serve every chain.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -94,6 +96,13 @@ DEEP_REORGS = Counter(
     ["chain"],
     registry=REGISTRY,
 )
+REPAIRS_REFUSED = Counter(
+    "indexer_reorg_repairs_refused_total",
+    "Repairs the live tail would not make on its own (reason: other_chain, too_deep); "
+    "nothing was deleted and the run stopped for the operator.",
+    ["chain", "reason"],
+    registry=REGISTRY,
+)
 LIVE_LEADER = Gauge(
     "indexer_live_leader",
     "1 while this process follows the chain's head (holds the live tail's leadership).",
@@ -175,3 +184,46 @@ VERIFY_MISMATCHED_ROWS = Counter(
     ["chain", "table"],
     registry=REGISTRY,
 )
+
+# Label values known in advance. ``open_chain`` creates every series of a chain with them when
+# the chain starts, so that rate() and increase() in alerts and panels read 0 until the first
+# event instead of nothing (a counter born at 1 also loses that first increment).
+ANSWER_REJECT_REASONS = ("malformed", "range", "filter", "block_hash", "bloom", "log_index")
+RPC_OUTCOMES = ("ok", "error", "range_too_large", "rate_limited", "node_behind", "timeout")
+RPC_METHODS = ("eth_chainId", "eth_blockNumber", "eth_getBlockByNumber", "eth_getLogs",
+               "eth_getBlockReceipts", "eth_syncing")  # what a run asks in its normal course
+REFUSAL_REASONS = ("other_chain", "too_deep")
+STAGES = ("fetch", "decode", "write")
+RANGE_STAGES = ("main", "factory-children")
+
+
+def open_chain(chain: str, tables: Sequence[str], endpoints: Sequence[str], *,
+               live: bool) -> None:
+    """Create every labelled series of ``chain``: counters and histograms empty, per table,
+    per endpoint and per known label value; the gauges whose 0 is true (no reorg yet, not the
+    live tail's leader yet). Gauges that are only known once measured (head, watermark, lag,
+    head age, last commit, workers) appear when first measured: a 0 there would be a lie, and
+    ``/readyz`` waits for them."""
+    for c in (REORGS, DEEP_REORGS, BLOCKS_INDEXED):
+        c.labels(chain=chain)
+    REORG_DEPTH.labels(chain=chain).set(0)
+    for why in REFUSAL_REASONS:
+        REPAIRS_REFUSED.labels(chain=chain, reason=why)
+    for table in tables:
+        EVENTS_WRITTEN.labels(chain=chain, table=table)
+        DECODE_FAILURES.labels(chain=chain, table=table)
+    for stage in STAGES:
+        STAGE_SECONDS.labels(chain=chain, stage=stage)
+    for stage in RANGE_STAGES:
+        RANGES_DONE.labels(chain=chain, stage=stage)
+    for ep in endpoints:
+        RPC_FAILOVERS.labels(chain=chain, endpoint=ep)
+        for reason in ANSWER_REJECT_REASONS:
+            RPC_ANSWER_REJECTED.labels(chain=chain, endpoint=ep, reason=reason)
+        for method in RPC_METHODS:
+            RPC_DURATION.labels(chain=chain, endpoint=ep, method=method)
+            for outcome in RPC_OUTCOMES:
+                RPC_REQUESTS.labels(chain=chain, endpoint=ep, method=method, outcome=outcome)
+    if live:
+        LIVE_LEADER.labels(chain=chain).set(0)
+        BLOCK_COMMIT_LATENCY.labels(chain=chain)

@@ -85,9 +85,10 @@ class Fetcher:
 
     async def _block_times(self, logs: Sequence[RawLog],
                            headers: Mapping[int, BlockHeader]) -> dict[int, datetime]:
-        """Block number -> block time for every block holding one of ``logs``: from the logs'
-        ``blockTimestamp`` when the node sends it, else from ``headers`` (the checked headers
-        that came with the logs), else from headers fetched here."""
+        """Block number -> block time for every block holding one of ``logs``: from
+        ``headers`` (the canonical headers the logs' blockHash was checked against), else from
+        the logs' ``blockTimestamp`` (a field the node sends unchecked), else from headers
+        fetched here."""
         times: dict[int, datetime] = {}
         missing: set[int] = set()
         last = None
@@ -99,11 +100,10 @@ class Fetcher:
             n = int(bn, 16)
             if n in times:
                 continue
-            ts = lg.get("blockTimestamp")
-            if ts is not None:
-                times[n] = datetime.fromtimestamp(int(ts, 16), UTC)
-            elif n in headers:
+            if n in headers:
                 times[n] = datetime.fromtimestamp(headers[n].timestamp, UTC)
+            elif (ts := _quantity(lg.get("blockTimestamp"))) is not None:
+                times[n] = datetime.fromtimestamp(ts, UTC)
             else:
                 missing.add(n)
         if missing:
@@ -124,6 +124,16 @@ class Fetcher:
                     "%s: log %s:%s (tx %s) does not decode as %s: %s (%d such logs so far)",
                     chain, f.block_number, f.log_index, f.tx_hash, f.table, f.reason, n,
                 )
+
+
+def _quantity(value: object) -> int | None:
+    """A hex quantity as an int; None when it is missing or not one."""
+    if not isinstance(value, str) or not value.startswith("0x"):
+        return None
+    try:
+        return int(value, 16)
+    except ValueError:
+        return None
 
 
 def _after_creation(logs: list[RawLog], unit: Unit, children: Children) -> list[RawLog]:

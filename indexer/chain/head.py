@@ -51,14 +51,15 @@ class HeadWatch:
     async def watch(self, indexed: Callable[[], int]) -> None:
         """Keep head, head age and lag in seconds current while the loops work: ask for the
         head only when nobody did for a second, and for the watermark block's time when the
-        watermark moved."""
+        watermark moved. With nothing indexed yet (watermark -1) the lag is measured from
+        block 0."""
         mark_time: tuple[int, int] | None = None  # (block, timestamp) of the watermark
         while True:
             try:
                 if self.clock.monotonic() - self.polled_at >= WATCH_EVERY:
                     await self.poll()
-                mark = indexed()
-                if mark >= 0 and (mark_time is None or mark_time[0] != mark):
+                mark = max(0, indexed())
+                if mark_time is None or mark_time[0] != mark:
                     header = await self.source.get_header(mark)
                     if header is not None:
                         mark_time = (mark, header.timestamp)

@@ -6,6 +6,8 @@ whole file is valid. All problems of a file are collected and reported at once, 
 
 Decisions beyond the contract's text:
 - ``block_time`` and ``finality_depth`` are required: reorg safety depends on them.
+- ``max_reorg_depth`` (optional: the deepest repair the live tail makes on its own, default
+  max(10 x finality_depth, 256)) is at least ``finality_depth``.
 - ``partition_blocks`` is any positive integer (small spans are for tests; on a real chain keep
   the number of partitions, head / partition_blocks, to a few thousand).
 - ``events`` items are names (every overload of that name) or full signatures such as
@@ -50,8 +52,8 @@ from indexer.config.values import (
 )
 
 _TOP_KEYS = ("name", "chain_id", "rpc", "ws_url", "block_time", "finality_depth",
-             "poll_interval", "start_block", "get_logs_max_range", "partition_blocks",
-             "contracts", "verify")
+             "max_reorg_depth", "poll_interval", "start_block", "get_logs_max_range",
+             "partition_blocks", "contracts", "verify")
 _RPC_KEYS = ("url", "max_requests_per_second", "max_batch_size")
 _VERIFY_KEYS = ("sample", "repair", "proof")
 
@@ -165,7 +167,12 @@ def _read_chain(r: Reader, tree: Any) -> ChainConfig | None:
         poll_interval=r.get(top, "poll_interval", "", parse_duration, default=None),
         ws_url=r.get(top, "ws_url", "", parse_ws_url, default=None),
         verify=_read_verify(r, top),
+        max_reorg_depth=r.get(top, "max_reorg_depth", "", parse_positive_int, default=None),
     )
+    depth, cap = values["finality_depth"], values["max_reorg_depth"]
+    if depth is not None and cap is not None and cap < depth:
+        r.problem("max_reorg_depth", f"{cap} must be at least finality_depth ({depth}): a "
+                  "reorg within the finality depth is routine")
     drafts = read_contracts(r, top, start_block or 0)
     if r.lines:
         return None

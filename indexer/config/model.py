@@ -9,6 +9,11 @@ from typing import Any
 
 DEFAULT_GET_LOGS_MAX_RANGE = 2000
 DEFAULT_PARTITION_BLOCKS = 1_000_000
+# The deepest reorg the live tail repairs on its own: max_reorg_depth, else this many finality
+# depths, and at least MIN_REORG_DEPTH_CAP blocks (a chain taken as final, finality_depth 0,
+# still repairs what a local chain's reorgs replace). Deeper: it stops and asks the operator.
+REORG_DEPTH_CAP_FINALITIES = 10
+MIN_REORG_DEPTH_CAP = 256
 
 
 class ConfigError(ValueError):
@@ -68,6 +73,15 @@ class ChainConfig:
     poll_interval: float | None = None  # head polling of the live tail; None: derived
     ws_url: str | None = None  # websocket endpoint for eth_subscribe newHeads (optional)
     verify: VerifyConfig = VerifyConfig()
+    max_reorg_depth: int | None = None  # None: derived (``reorg_depth_cap``)
+
+    @property
+    def reorg_depth_cap(self) -> int:
+        """Blocks a repair may delete on its own (the file's ``max_reorg_depth``, else
+        10 x finality_depth, at least 256)."""
+        if self.max_reorg_depth is not None:
+            return self.max_reorg_depth
+        return max(REORG_DEPTH_CAP_FINALITIES * self.finality_depth, MIN_REORG_DEPTH_CAP)
 
     @property
     def live_poll_interval(self) -> float:

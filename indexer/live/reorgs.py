@@ -9,7 +9,10 @@ carrying an order out is ``repair.Repairer``'s.
 - No block of its own yet (always so with finality_depth 0, where the backfill indexes every
   block): the newest backfill checkpoints are compared with the node's blocks instead.
 - Deeper than ``finality_depth``: asked once more after a moment, and undone only when the
-  second look finds the same fork point.
+  second look finds the same fork point and the node still serves the chain indexed (its
+  ``eth_chainId`` and its block 0); a node that serves another chain is refused
+  (``RepairRefused``: nothing is deleted, the operator decides). How deep a repair may go on
+  its own is the repairer's rule (``reorg_depth_cap``).
 - A node that says it is syncing: nothing is undone until it has synced.
 - A head below the indexed tip: waited for; blocks above it are taken as gone only when the
   lower head lasts 5 block times, is within the finality depth and the node says it is synced.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from indexer import metrics
 from indexer.chain.parts import ChainParts
 from indexer.live.forks import find_fork
 from indexer.live.window import Window
@@ -29,6 +33,20 @@ log = logging.getLogger(__name__)
 
 CHECKPOINTS_VERIFIED = 64  # newest backfill checkpoints compared while the follower has no block
 RECHECK_AFTER = 1.0  # seconds between looks at the stored checkpoints while the head stays
+
+
+class RepairRefused(Exception):
+    """A repair the live tail will not make on its own: the node serves another chain, or the
+    repair would delete more blocks than the chain's ``reorg_depth_cap``. Nothing was
+    deleted; no retry can help (the operator decides), so the run ends (exit 1)."""
+
+
+def refuse(parts: ChainParts, reason: str, message: str) -> RepairRefused:
+    """Count and log a refused repair (``reason``: a ``metrics.REFUSAL_REASONS`` value); the
+    error to raise."""
+    metrics.REPAIRS_REFUSED.labels(chain=parts.name, reason=reason).inc()
+    log.error("REPAIR REFUSED %s", message)
+    return RepairRefused(message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,10 +172,35 @@ class Reorgs:
                             "looking again", p.name, fork.number if fork else "none",
                             again.number if again else "none")
                 return None
+            await self._same_chain()
         if fork is not None:
             return Undo(fork.number, fork, head, "reorg")
         return Undo(p.catalog.first_block - 1, None, head,
                     "reorg (no stored block agrees with the node)")
+
+    async def _same_chain(self) -> None:
+        """Before undoing blocks taken as final: the node must still serve the chain that was
+        indexed, by its chain id and its block 0; else RepairRefused."""
+        p = self.parts
+        c = p.chain
+        cid = await p.source.chain_id()
+        if cid != c.chain_id:
+            raise refuse(p, "other_chain", (
+                f"{p.name}: the stored blocks differ from the node's, and the RPC now answers "
+                f"eth_chainId={cid} although {c.source} says chain_id {c.chain_id}: it serves "
+                f"another network. Nothing was deleted. Fix the rpc URLs of {c.source} and run "
+                f"again."))
+        stored = await p.sink.genesis_hash()
+        genesis = await p.source.get_header(0)
+        if stored is not None and (genesis is None or genesis.hash != stored):
+            now = f"0x{genesis.hash.hex()}" if genesis is not None else "missing"
+            raise refuse(p, "other_chain", (
+                f"{p.name}: the stored blocks differ from the node's, and the node's block 0 "
+                f"is {now} while the chain indexed here has block 0 0x{stored.hex()}: the RPC "
+                f"serves another chain with the same chain id (a wrong endpoint, or a local "
+                f"chain started anew). Nothing was deleted. Fix the rpc URLs of {c.source}; if "
+                f"the chain really started anew, run `indexer reset --chain {p.name}` and "
+                f"index it again."))
 
     async def _fork(self, head: BlockHeader) -> tuple[BlockHeader | None, bool]:
         tip = self.window.tip

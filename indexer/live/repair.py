@@ -1,7 +1,11 @@
 """Carrying out an ``Undo`` order: delete everything above the fork in one transaction
 (``sink.rollback``), drop the lease board's done markers above it, count and log the repair,
 then bring what this process knows back in line (the window, what is done, the backfill's
-plan)."""
+plan).
+
+Every order passes here, so here is the one limit on how deep a repair goes on its own: one
+that would delete more than the chain's ``reorg_depth_cap`` blocks is refused
+(``RepairRefused``) and nothing is deleted."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from collections.abc import Callable
 from indexer import metrics
 from indexer.chain.parts import ChainParts
 from indexer.lease.board import LeaseBoard
-from indexer.live.reorgs import Undo
+from indexer.live.reorgs import RepairRefused, Undo, refuse
 from indexer.live.window import Window
 from indexer.retry import TRANSIENT
 from indexer.rpc.errors import RpcError
@@ -42,6 +46,8 @@ class Repairer:
         old_tip = old.number if old else keep
         depth = max(0, old_tip - keep)
         deep = depth > depth_limit
+        if depth > p.chain.reorg_depth_cap:
+            raise self._too_deep(order, keep, old_tip, depth)
         theirs = None
         if old is not None and head is not None and old.number <= head.number:
             with contextlib.suppress(RpcError):
@@ -67,6 +73,18 @@ class Repairer:
                 await p.clock.sleep(1.0)
         p.watermark_moved()
         self.on_repair(BlockRange(keep + 1, max(keep + 1, old_tip)))
+
+    def _too_deep(self, order: Undo, keep: int, old_tip: int, depth: int) -> RepairRefused:
+        c = self.parts.chain
+        cap = c.reorg_depth_cap
+        rule = (f"max_reorg_depth {cap} in {c.source}" if c.max_reorg_depth is not None else
+                f"{cap} by default: 10 x finality_depth, at least 256")
+        return refuse(self.parts, "too_deep", (
+            f"{c.name}: {order.why}: repairing would delete blocks {keep + 1}-{old_tip} "
+            f"({depth} blocks), more than a repair deletes on its own ({rule}). Nothing was "
+            f"deleted. If the chain really reorganised this deep, set max_reorg_depth: {depth} "
+            f"(or more) in {c.source} and run again; if an endpoint serves a wrong branch, fix "
+            f"it or remove it from rpc: in {c.source}."))
 
     def _report(self, order: Undo, keep: int, old_tip: int, depth: int, deep: bool,
                 deleted: dict[str, int]) -> None:

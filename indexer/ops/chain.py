@@ -97,6 +97,8 @@ class ChainRun:
         what is done is read."""
         p = self.parts
         c = p.chain
+        metrics.open_chain(c.name, [t.name for t in p.catalog.tables], self.rpc.endpoints,
+                           live=self.live is not None)
         if c.verify.proof:
             raise ConfigError(f"{c.source}: verify.proof: proving the checked logs against "
                               "the blocks' receiptsRoot is not available in this release; "

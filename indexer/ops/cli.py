@@ -127,6 +127,7 @@ def exit_code(error: BaseException) -> int | None:
 
     from indexer.abi import AbiError
     from indexer.config import ConfigError
+    from indexer.live.reorgs import RepairRefused
     from indexer.ops.pgembed import EmbeddedUnavailable
     from indexer.rpc.errors import RpcError
     from indexer.settings import SettingsError
@@ -134,8 +135,8 @@ def exit_code(error: BaseException) -> int | None:
 
     if isinstance(error, ConfigError | AbiError | SettingsError):
         return EXIT_CONFIG
-    if isinstance(error, RpcError | SinkError | EmbeddedUnavailable | OSError | TimeoutError
-                  | asyncpg.PostgresError | asyncpg.InterfaceError):
+    if isinstance(error, RpcError | SinkError | RepairRefused | EmbeddedUnavailable | OSError
+                  | TimeoutError | asyncpg.PostgresError | asyncpg.InterfaceError):
         return EXIT_RUNTIME
     return None
 

@@ -1,9 +1,10 @@
 """What ``/status`` says of a running chain (``ChainStatus``, one typed value) and the
 readiness rule ``/readyz`` applies to it (pure).
 
-Readiness: a chain is ready when its lag, beyond what its finality depth explains, is under
-``max(2 minutes, 30 x block time)``. Lag is measured in seconds when the head watch knows the
-block times, else estimated from blocks x block time.
+Readiness: a chain is ready when its lag in seconds (the head block's time minus the watermark
+block's, measured by the head watch), beyond what its finality depth explains, is under
+``max(2 minutes, 30 x block time)``. Until the lag is measured the chain is not ready, so that
+every series dashboards and alerts read (``indexer_lag_seconds`` among them) exists once it is.
 """
 
 from __future__ import annotations
@@ -63,18 +64,19 @@ def lag_threshold(block_time: float) -> float:
 
 
 def excess_lag_seconds(s: ChainStatus) -> float | None:
-    """Lag beyond the finality window, in seconds; None while the head is not known."""
-    if not s.head or s.lag_blocks is None:
+    """Lag beyond the finality window, in seconds; None while it is not measured."""
+    if not s.head or s.lag_blocks is None or s.lag_seconds is None:
         return None
-    seconds = float(s.lag_seconds) if s.lag_seconds is not None else s.lag_blocks * s.block_time
-    return max(0.0, seconds - s.finality_depth * s.block_time)
+    return max(0.0, s.lag_seconds - s.finality_depth * s.block_time)
 
 
 def readiness(s: ChainStatus) -> tuple[bool, str]:
     """(ready, reason) of one chain's status."""
     lag = excess_lag_seconds(s)
-    if lag is None:
+    if not s.head or s.lag_blocks is None:
         return False, f"{s.chain}: chain head not known yet"
+    if lag is None:
+        return False, f"{s.chain}: lag in seconds not measured yet"
     limit = lag_threshold(s.block_time)
     if lag > limit:
         return False, (f"{s.chain}: lag {lag:.0f} s beyond the finality window "

@@ -118,8 +118,8 @@ class BadAnswer(RpcError):
     """The answer is well-formed JSON but wrong: out of range, missing fields, missing ids.
 
     ``reason`` names the failed check (the ``reason`` label of
-    ``indexer_rpc_answers_rejected_total``): "malformed", "range", "filter", "block_hash",
-    "bloom"."""
+    ``indexer_rpc_answers_rejected_total``, ``metrics.ANSWER_REJECT_REASONS``): "malformed",
+    "range", "filter", "block_hash", "bloom", "log_index"."""
 
     retryable = True
     failover = True
@@ -127,6 +127,22 @@ class BadAnswer(RpcError):
     def __init__(self, detail: str, *, reason: str = "malformed", **kw: Any) -> None:
         super().__init__(detail, **kw)
         self.reason = reason
+
+
+class DuplicateLogIndex(BadAnswer):
+    """Two logs of ``block`` in one answer share a logIndex (``blocks``: every block of the
+    answer where some do). Asking the same again does not cure a node that numbers logs so:
+    not retried; the caller reads those blocks' logs from their receipts instead
+    (``rpc/receipts.py``)."""
+
+    retryable = False
+
+    def __init__(self, detail: str, *, block: int, log_index: int,
+                 blocks: tuple[int, ...] = (), **kw: Any) -> None:
+        super().__init__(detail, reason="log_index", **kw)
+        self.block = block
+        self.log_index = log_index
+        self.blocks = tuple(sorted({block, *blocks}))
 
 
 class MethodUnsupported(RpcError):

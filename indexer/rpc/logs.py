@@ -8,8 +8,13 @@ blooms have false positives (a node that does not serve receipts: accepted after
 ``BLOOM_RETRIES`` like answers).
 
 A range over an endpoint's cap is split before asking; a refused one is split as the error
-hints, else in halves. Requests, retries and failover are the request layer's (``request.py``); the
-range arithmetic and filter matching here are pure functions.
+hints, else in halves. A single block refused as too large (more matching logs than the
+provider serves in one answer) is asked for with each half of the address list, down to one
+address, then read from its receipts (``receipts.py``). An answer in which two logs of one
+block share a logIndex is refused (counted as ``reason="log_index"``, logged with the block and
+the transactions); every block of it where logs do is read from its receipts, and the ranges
+between them asked once more. Requests, retries and failover are the request layer's
+(``request.py``); the range arithmetic and filter matching are pure functions.
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from indexer import metrics
 from indexer.rpc import bloom, wire
 from indexer.rpc.errors import (
     BadAnswer,
+    DuplicateLogIndex,
     MethodUnsupported,
     NodeBehind,
     RangeTooLarge,
@@ -32,18 +38,21 @@ from indexer.rpc.errors import (
     RpcServerError,
     classify,
 )
+from indexer.rpc.filters import LogFilter, halves, log_filter, matches
+from indexer.rpc.receipts import Part, ReceiptsReader
 from indexer.rpc.request import Requester
 from indexer.rpc.transport import Endpoint, result_of
 from indexer.types import BlockHeader, BlockRange, RawLog
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LOGS_CONCURRENCY = 16  # eth_getLogs requests in flight per client while splitting ranges
 MAX_HINT_PARTS = 16  # split a refused range into hint-sized parts only up to this many
 BLOOM_RETRIES = 2  # a bloom that says "maybe" against an empty answer is asked again this often
 HASH_RETRIES = 2  # answers whose blockHash differs from the canonical header, asked again
 
-_Part = tuple[list[RawLog], dict[int, str], BlockHeader]  # logs, block -> hash, toBlock header
+SHARED_INDEX_SAID = 5  # answers with a shared logIndex logged one by one; then one in 1000
 
 
 @dataclass(slots=True)
@@ -54,15 +63,6 @@ class LogsAnswer:
 
     logs: list[RawLog]
     headers: dict[int, BlockHeader]
-
-
-@dataclass(frozen=True, slots=True)
-class _Filter:
-    params: dict[str, Any]
-    addresses: frozenset[str] | None
-    topic0s: frozenset[str] | None
-    address_bytes: tuple[bytes, ...] | None
-    topic_bytes: tuple[bytes, ...] | None
 
 
 class _OverCap(Exception):  # noqa: N818  (a signal, not an error)
@@ -84,6 +84,8 @@ class LogsReader:
         self._requests = requests
         self._headers = headers
         self._slots = asyncio.Semaphore(LOGS_CONCURRENCY)
+        self._receipts = ReceiptsReader(requests)
+        self._shared = 0  # answers refused for a shared logIndex, so far
 
     async def checked(
         self, rng: BlockRange, addresses: Sequence[str] | None, topic0s: Sequence[str] | None,
@@ -91,14 +93,16 @@ class LogsReader:
     ) -> LogsAnswer:
         """``RpcClient.get_logs_checked``: the logs of ``rng`` with the canonical headers of
         the blocks holding them, every blockHash checked against them."""
-        flt = _filter(addresses, topic0s)
+        flt = log_filter(addresses, topic0s)
         for attempt in range(HASH_RETRIES + 1):
             parts = await self._logs(rng, flt, tip if attempt == 0 else None)
             logs = parts[0][0] if len(parts) == 1 else [lg for p in parts for lg in p[0]]
             blocks: dict[int, str] = {}
+            answered: dict[int, str] = {}  # block -> the endpoint whose answer holds it
             headers: dict[int, BlockHeader] = {}
-            for _, held, tip in parts:
+            for _, held, tip, label in parts:
                 blocks.update(held)
+                answered.update(dict.fromkeys(held, label))
                 headers[tip.number] = tip
             missing = [n for n in blocks if n not in headers]
             if missing:
@@ -107,7 +111,7 @@ class LogsReader:
             if not wrong:
                 return LogsAnswer(logs, headers)
             metrics.RPC_ANSWER_REJECTED.labels(
-                chain=self._requests.chain, endpoint="any", reason="block_hash").inc()
+                chain=self._requests.chain, endpoint=answered[wrong[0]], reason="block_hash").inc()
             log.warning("%s: eth_getLogs %s: blockHash of block %d differs from the canonical "
                         "header (attempt %d); asking again", self._requests.chain, rng, wrong[0],
                         attempt + 1)
@@ -116,31 +120,84 @@ class LogsReader:
                         what=str(rng), reason="block_hash")
 
     async def _logs(
-        self, rng: BlockRange, flt: _Filter, known: BlockHeader | None = None
-    ) -> list[_Part]:
-        """Answers for consecutive parts of ``rng``: (logs, block -> hash, toBlock header)."""
+        self, rng: BlockRange, flt: LogFilter, known: BlockHeader | None = None
+    ) -> list[Part]:
+        """Answers for consecutive parts of ``rng``: (logs, block -> hash, toBlock header,
+        endpoint)."""
         try:
             async with self._slots:
                 return [await self._logs_once(rng, flt, known)]
         except _OverCap as e:
             parts = _parts(rng, e.size)
+        except DuplicateLogIndex as e:
+            return await self._around(rng, flt, known, e)
         except RangeTooLarge as e:
             if len(rng) == 1:
-                raise RpcFatal(f"a single block is too large to fetch: {e.detail}",
-                               endpoint=e.endpoint, method=e.method, what=e.what) from e
+                return [await self._one_block(rng.start, flt, known, e)]
             parts = _split(rng, e.hint)
-        answers = await asyncio.gather(
+        answers = await _all(
             *(self._logs(p, flt, known if p.end == rng.end else None) for p in parts))
         return [part for answer in answers for part in answer]
 
+    async def _one_block(
+        self, n: int, flt: LogFilter, known: BlockHeader | None, err: RangeTooLarge
+    ) -> Part:
+        """Block ``n`` holds more matching logs than the endpoint serves in one answer: ask
+        with each half of the address list, else read the block's receipts."""
+        why = f"holds more matching logs than endpoint {err.endpoint} serves ({err.detail})"
+        split = halves(flt)
+        if split is None:
+            log.info("%s: block %d %s; reading its receipts", self._requests.chain, n, why)
+            return await self._receipts.logs(n, flt, known, why)
+        one = BlockRange(n, n)
+        answers = await _all(*(self._logs(one, half, known) for half in split))
+        try:
+            return _merged(one, flt, [part for answer in answers for part in answer])
+        except DuplicateLogIndex as e:
+            self._said_shared(e)
+            return await self._receipts.logs(n, flt, known, why)
+
+    async def _around(
+        self, rng: BlockRange, flt: LogFilter, known: BlockHeader | None, err: DuplicateLogIndex
+    ) -> list[Part]:
+        """``rng`` with the blocks of ``err`` read from their receipts, and the ranges between
+        them asked again (each block's logs are fetched once more at most, whatever the
+        number of such blocks)."""
+        self._said_shared(err)
+        why = "holds logs sharing a logIndex in eth_getLogs answers"
+        asks: list[Awaitable[list[Part]]] = []
+        start = rng.start
+        for n in (b for b in err.blocks if b in rng):
+            if n > start:
+                asks.append(self._logs(BlockRange(start, n - 1), flt))
+            asks.append(self._from_receipts(n, flt, known if n == rng.end else None, why))
+            start = n + 1
+        if start <= rng.end:
+            asks.append(self._logs(BlockRange(start, rng.end), flt, known))
+        return [part for got in await _all(*asks) for part in got]
+
+    async def _from_receipts(
+        self, n: int, flt: LogFilter, known: BlockHeader | None, why: str
+    ) -> list[Part]:
+        return [await self._receipts.logs(n, flt, known, why)]
+
+    def _said_shared(self, err: DuplicateLogIndex) -> None:
+        self._shared += 1
+        if self._shared <= SHARED_INDEX_SAID or self._shared % 1000 == 0:
+            shown = ", ".join(map(str, err.blocks[:5])) + (
+                f", ... ({len(err.blocks)} blocks)" if len(err.blocks) > 5 else "")
+            log.warning("%s: eth_getLogs on endpoint %s: %s; reading block%s %s from receipts "
+                        "instead (%d such answers so far)", self._requests.chain, err.endpoint,
+                        err.detail, "s" if len(err.blocks) > 1 else "", shown, self._shared)
+
     async def _logs_once(
-        self, rng: BlockRange, flt: _Filter, known: BlockHeader | None = None
-    ) -> _Part:
+        self, rng: BlockRange, flt: LogFilter, known: BlockHeader | None = None
+    ) -> Part:
         params = [{**flt.params, "fromBlock": hex(rng.start), "toBlock": hex(rng.end)}]
         tip_params = [hex(rng.end), False]
         laggards = [0]  # answers refused on the bloom so far
 
-        async def attempt(ep: Endpoint) -> _Part:
+        async def attempt(ep: Endpoint) -> Part:
             cap = ep.state.ranges.cap
             if cap is not None and len(rng) > cap:
                 raise _OverCap(cap)
@@ -176,14 +233,14 @@ class LogsReader:
                 raise err
             ep.state.ranges.on_ok(len(rng), len(logs))
             self._requests.gauge_range(ep)
-            return logs, blocks, tip
+            return logs, blocks, tip, ep.label
 
-        result: _Part = await self._requests.retrying(
+        result: Part = await self._requests.retrying(
             "eth_getLogs", str(rng), attempt, requested=rng)
         return result
 
     async def _confirmed_empty(
-        self, ep: Endpoint, tip: BlockHeader, flt: _Filter, laggards: list[int]
+        self, ep: Endpoint, tip: BlockHeader, flt: LogFilter, laggards: list[int]
     ) -> bool:
         """Whether ``tip`` truly holds no matching log although its bloom says "maybe" (blooms
         have false positives): its receipts say so. Where eth_getBlockReceipts is not served,
@@ -198,7 +255,7 @@ class LogsReader:
                 return False  # ask again
             else:
                 if isinstance(receipts, list):
-                    return not any(_matches(lg, flt) for rc in receipts if isinstance(rc, dict)
+                    return not any(matches(lg, flt) for rc in receipts if isinstance(rc, dict)
                                    for lg in rc.get("logs") or ()
                                    if lg.get("blockHash", "").lower() == _hash_hex(tip))
         laggards[0] += 1
@@ -223,28 +280,28 @@ class LogsReader:
         return result_of(replies[ids[0]], None), result_of(replies[ids[1]], rng)
 
 
-def _filter(addresses: Sequence[str] | None, topic0s: Sequence[str] | None) -> _Filter:
-    params: dict[str, Any] = {}
-    if addresses is not None:
-        params["address"] = list(addresses)
-    if topic0s is not None:
-        params["topics"] = [list(topic0s)]
-    addrs = None if addresses is None else frozenset(a.lower() for a in addresses)
-    topics = None if topic0s is None else frozenset(t.lower() for t in topic0s)
-    return _Filter(
-        params, addrs, topics,
-        None if addrs is None else tuple(bytes.fromhex(a[2:]) for a in addrs),
-        None if topics is None else tuple(bytes.fromhex(t[2:]) for t in topics),
-    )
+async def _all(*aws: Awaitable[T]) -> list[T]:
+    """``asyncio.gather``, but the first failure cancels the others (no request of a failed
+    fetch goes on behind the caller's back)."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
-def _matches(lg: Any, flt: _Filter) -> bool:
-    if not isinstance(lg, dict):
-        return False
-    addr, topics = str(lg.get("address", "")).lower(), lg.get("topics") or []
-    if flt.addresses is not None and addr not in flt.addresses:
-        return False
-    return flt.topic0s is None or bool(topics) and str(topics[0]).lower() in flt.topic0s
+def _merged(one: BlockRange, flt: LogFilter, parts: list[Part]) -> Part:
+    """The answers for the halves of one block's filter as one answer: the logs in logIndex
+    order, checked again as a whole (a log in both halves shares its index with itself)."""
+    if len({p[2].hash for p in parts}) > 1:
+        raise BadAnswer(f"block {one.start} changed between the answers for the halves of its "
+                        "filter", reason="block_hash")
+    logs = sorted((lg for p in parts for lg in p[0]), key=lambda lg: int(lg["logIndex"], 16))
+    blocks = wire.check_logs(logs, one, flt.addresses, flt.topic0s)
+    return logs, blocks, parts[0][2], parts[0][3]
 
 
 def _hash_hex(header: BlockHeader) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from indexer.rpc.errors import BadAnswer
+from indexer.rpc.errors import BadAnswer, DuplicateLogIndex
 from indexer.types import BlockHeader, BlockRange, RawLog
 
 
@@ -90,7 +90,9 @@ def check_logs(
 
     Invariants: every log lies in ``rng`` and matches the filter, none is ``removed``, the
     required fields are present and well-formed, logs are strictly increasing by (blockNumber,
-    logIndex) and logs of one block share its hash. One pass, no object built per log.
+    logIndex) and logs of one block share its hash. One pass, no object built per log. Two
+    logs of one block with the same logIndex (copies of one log, or a node numbering logs per
+    transaction) raise ``DuplicateLogIndex``, naming the block.
     """
     if type(logs) is not list:
         raise BadAnswer(f"expected a list of logs, got {type(logs).__name__}")
@@ -105,7 +107,9 @@ def check_logs(
             bh = log["blockHash"]
             if bn == prev_bn:
                 if li <= prev_li:
-                    raise _bad_log(i, log, "logs out of order or duplicated")
+                    if li == prev_li:
+                        raise _shared_index(logs, i, bn, li)
+                    raise _bad_log(i, log, "logs out of order")
                 if bh != prev_bh:
                     raise _bad_log(i, log, "block hash differs from the block's other logs")
             else:
@@ -136,6 +140,31 @@ def check_logs(
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise _bad_log(i, logs[i], f"missing or malformed field ({type(e).__name__}: {e})") from None
     return blocks
+
+
+def _shared_index(logs: list[RawLog], i: int, bn: int, li: int) -> DuplicateLogIndex:
+    txs = [str(logs[j].get("transactionHash"))[:66] for j in (i - 1, i)]
+    same = "copies of one log" if logs[i - 1] == logs[i] else "two different logs"
+    return DuplicateLogIndex(
+        f"block {bn}: logs {i - 1} and {i} of the answer share logIndex {li} ({same}, "
+        f"transactions {txs[0]} and {txs[1]})", block=bn, log_index=li,
+        blocks=_blocks_sharing_an_index(logs[i + 1:]))
+
+
+def _blocks_sharing_an_index(logs: list[RawLog]) -> tuple[int, ...]:
+    """Blocks in which two of ``logs`` share a logIndex (malformed logs are passed over: the
+    answers for the other blocks are asked again and checked in full)."""
+    seen: set[tuple[int, int]] = set()
+    found: set[int] = set()
+    for lg in logs:
+        try:
+            key = (int(lg["blockNumber"], 16), int(lg["logIndex"], 16))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if key in seen:
+            found.add(key[0])
+        seen.add(key)
+    return tuple(sorted(found))
 
 
 def _check_new_block(

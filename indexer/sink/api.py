@@ -144,3 +144,6 @@ class Sink(Protocol):
 
     async def release_live(self) -> None:
         """Give back the connection the live tail's commits hold."""
+
+    async def genesis_hash(self) -> bytes | None:
+        """The hash of block 0 recorded for the chain (None: not recorded)."""

@@ -105,3 +105,6 @@ class PostgresSink:
 
     async def prune_blocks(self, below: int) -> int:
         return await blocks.prune_blocks(self.db, self.chain_id, below)
+
+    async def genesis_hash(self) -> bytes | None:
+        return await queries.genesis_hash(self.db, self.chain_id)

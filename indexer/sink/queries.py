@@ -1,5 +1,6 @@
 """What is done, read back: the range records, the discovered children and the reorg epoch
-(together, in one snapshot), the highest fence, the merging of adjacent records, row counts."""
+(together, in one snapshot), the highest fence, the merging of adjacent records, row counts,
+the recorded genesis hash."""
 
 from __future__ import annotations
 
@@ -134,3 +135,8 @@ async def recent_blocks(db: Database, chain_id: int, seconds: float) -> dict[str
 async def record_count(db: Database, chain_id: int) -> int:
     return int(await db.pool.fetchval(
         "SELECT count(*) FROM indexer.ranges WHERE chain_id = $1", chain_id))
+async def genesis_hash(db: Database, chain_id: int) -> bytes | None:
+    """The hash of block 0 recorded when the chain was first indexed."""
+    got = await db.pool.fetchval(
+        "SELECT genesis_hash FROM indexer.chains WHERE chain_id = $1", chain_id)
+    return None if got is None else bytes(got)

@@ -26,7 +26,8 @@ ERC20_ABI: tuple[dict[str, Any], ...] = ({
 
 
 def chain_config(*, finality_depth: int = 0, start_block: int = 0, partition_blocks: int = 1_000,
-                 get_logs_max_range: int = 2_000) -> ChainConfig:
+                 get_logs_max_range: int = 2_000,
+                 max_reorg_depth: int | None = None) -> ChainConfig:
     """A chain file with one ERC-20 token (``TOKEN``), as the loader would hand it on."""
     from pathlib import Path
 
@@ -35,7 +36,8 @@ def chain_config(*, finality_depth: int = 0, start_block: int = 0, partition_blo
     return ChainConfig(name="fake", chain_id=7, rpc=(RpcEndpoint("http://fake"),),
                        block_time=1.0, finality_depth=finality_depth, start_block=start_block,
                        get_logs_max_range=get_logs_max_range, partition_blocks=partition_blocks,
-                       contracts=(token,), source=Path("fake.yaml"))
+                       contracts=(token,), source=Path("fake.yaml"),
+                       max_reorg_depth=max_reorg_depth)
 
 
 def _word(n: int) -> str:
@@ -52,6 +54,7 @@ class FakeChain:
         self.branch: dict[int, int] = {}  # block -> branch number (0 unless reorged)
         self.dense: dict[int, int] = {}  # block -> logs, where not ``logs_per_block``
         self.syncing_answer = False
+        self.chain_id_answer = 7
         self.calls: list[BlockRange] = []  # every eth_getLogs range asked
         self.in_flight = 0
         self.most_in_flight = 0
@@ -99,7 +102,7 @@ class FakeChain:
     # -- ChainSource ---------------------------------------------------------------------------
 
     async def chain_id(self) -> int:
-        return 7
+        return self.chain_id_answer
 
     async def get_header(self, tag_or_number: int | str) -> BlockHeader | None:
         n = self.head if tag_or_number == "latest" else int(tag_or_number)

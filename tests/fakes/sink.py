@@ -37,6 +37,7 @@ class FakeSink:
     blocks: dict[int, Stored] = field(default_factory=dict)
     repairs: list[Repair] = field(default_factory=list)
     commits: int = 0
+    genesis: bytes | None = None  # the hash of block 0 recorded for the chain
     fail_next: list[BaseException] = field(default_factory=list)  # raised by the next commits
     before_commit: Callable[[Batch], Awaitable[None]] | None = None  # may wait, or raise
 
@@ -143,6 +144,9 @@ class FakeSink:
 
     async def release_live(self) -> None:
         return None
+
+    async def genesis_hash(self) -> bytes | None:
+        return self.genesis
 
     # -- for the tests ------------------------------------------------------------------------
 

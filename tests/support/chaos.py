@@ -29,6 +29,11 @@ over several blocks with more logs is refused (Infura's shape with a hint); ``ma
 eth_blockNumber, "latest" and headers pretend the head is ``lag`` blocks lower; ``syncing``:
 eth_syncing says the node is still syncing; ``dead``: the
 port refuses connections (``kill()``/``revive()``).
+
+Standing lies of eth_getLogs answers: ``block_logs_cap``: an answer with more logs is refused
+even for a single block (a block holding more matching logs than the provider serves);
+``wrong_timestamps``: every log's ``blockTimestamp`` is off by a day; ``shared_log_index``: in
+every block with several logs, the second one carries the first one's ``logIndex``.
 """
 
 from __future__ import annotations
@@ -98,6 +103,9 @@ class Chaos:
     syncing: bool = False  # eth_syncing answers that the node is still syncing
     hold: float = 2.0  # seconds a "timeout" holds the request
     retry_after: str = "1"
+    block_logs_cap: int | None = None
+    wrong_timestamps: bool = False
+    shared_log_index: bool = False
 
 
 class ChaosProxy:
@@ -289,6 +297,7 @@ class ChaosProxy:
         method = call.get("method")
         logs = reply.get("result")
         if method == "eth_getLogs" and isinstance(logs, list):
+            self._standing_lies(logs)
             if fault == "empty" and cut is not None:
                 self.seen[fault] += 1
                 reply["result"] = [lg for lg in logs if int(lg["blockNumber"], 16) < cut]
@@ -305,6 +314,21 @@ class ChaosProxy:
             number = call["params"][0]
             if number.startswith("0x") and int(number, 16) >= cut:
                 reply["result"] = None
+
+    def _standing_lies(self, logs: list[dict[str, Any]]) -> None:
+        c = self.chaos
+        if c.wrong_timestamps:
+            for lg in logs:
+                ts = lg.get("blockTimestamp")
+                if isinstance(ts, str):
+                    self.seen["wrong_timestamps"] += 1
+                    lg["blockTimestamp"] = hex(int(ts, 16) + 86_400)
+        if c.shared_log_index:
+            for i in range(1, len(logs)):  # the second log of a block takes the first's index
+                bn = logs[i]["blockNumber"]
+                if logs[i - 1]["blockNumber"] == bn and (i < 2 or logs[i - 2]["blockNumber"] != bn):
+                    self.seen["shared_log_index"] += 1
+                    logs[i]["logIndex"] = logs[i - 1]["logIndex"]
 
     def _rewrite_logs(
         self, call: dict[str, Any], reply: dict[str, Any], logs: list[dict[str, Any]],
@@ -334,6 +358,11 @@ class ChaosProxy:
         c = self.chaos
         for call, reply in zip(calls, replies, strict=True):
             rng = _logs_range([call])
+            logs = reply.get("result")
+            if (rng is not None and c.block_logs_cap is not None and isinstance(logs, list)
+                    and len(logs) > c.block_logs_cap):
+                self.seen["block_logs_cap"] += 1
+                return _shape("results", rng, c.block_logs_cap)
             if rng is None or rng[0] == rng[1]:
                 continue
             if c.max_range is not None and rng[1] - rng[0] + 1 > c.max_range:

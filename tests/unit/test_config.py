@@ -435,3 +435,23 @@ def test_the_verify_section_is_read_and_checked(tmp_path):
     assert "verify.sample: must be between 0 and 1" in text
     assert "verify.repair: expected true or false" in text
     assert "verify.proff: unknown key (did you mean 'proof'?)" in text
+def test_max_reorg_depth_defaults_to_ten_finality_depths_and_at_least_256(chains: Path) -> None:
+    assert _load(chains, BASE).max_reorg_depth is None
+    assert _load(chains, BASE).reorg_depth_cap == 320  # 10 x 32
+    shallow = _load(chains, BASE.replace("finality_depth: 32", "finality_depth: 0"))
+    assert shallow.reorg_depth_cap == 256
+    text = BASE.replace("finality_depth: 32\n", "finality_depth: 32\nmax_reorg_depth: 5000\n")
+    chain = _load(chains, text)
+    assert (chain.max_reorg_depth, chain.reorg_depth_cap) == (5000, 5000)
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("0", "must be a positive integer, got 0"),
+    ("many", "expected an integer, got the string 'many'"),
+    ("31", "must be at least finality_depth (32): a reorg within the finality depth is routine"),
+])
+def test_bad_max_reorg_depth_is_named(chains: Path, value: str, reason: str) -> None:
+    text = BASE.replace("finality_depth: 32\n", f"finality_depth: 32\nmax_reorg_depth: {value}\n")
+    (line,) = _problems(chains, text)
+    assert line.startswith(f"{FILE}: max_reorg_depth: "), line
+    assert reason in line

@@ -257,6 +257,7 @@ def test_every_alert_has_a_runbook_section():
     assert {a["alert"] for a in alerts} == {
         "IndexerLagHigh", "IndexerStalled", "IndexerHeadStale", "IndexerRpcErrorRatioHigh",
         "IndexerDeepReorg", "IndexerReorgBeyondFinality", "IndexerDataMismatch",
+        "IndexerRepairRefused",
         "IndexerBacklogGrowing", "IndexerNoWorkerUp"}
     for alert in alerts:
         anchor = alert["annotations"]["runbook"].split("#")[1]

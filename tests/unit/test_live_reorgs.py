@@ -1,12 +1,16 @@
 """The live tail's repair decisions through its seams (a fake chain and sink, a fake clock):
 never an undo because of a node that is behind or syncing, a deep fork point looked at twice,
-and the whole chain undone only when no stored block agrees."""
+the whole chain undone only when no stored block agrees and the node still serves the chain
+indexed, and no repair deeper than the chain's cap."""
 
 from __future__ import annotations
 
 import pytest
 
-from indexer.live.reorgs import Reorgs, Undo
+from indexer import metrics
+from indexer.lease.board import MemoryLeaseBoard
+from indexer.live.reorgs import Reorgs, RepairRefused, Undo
+from indexer.live.repair import Repairer
 from indexer.live.window import Window
 from tests.fakes.chain import FakeChain, chain_config
 from tests.fakes.clock import FakeClock
@@ -19,7 +23,7 @@ DEPTH = 5
 def follower_at(tip: int, chain: FakeChain, *, first: int = 90) -> tuple[Reorgs, FakeSink,
                                                                           FakeClock]:
     """A live tail that followed ``chain`` from block ``first`` to ``tip``."""
-    sink = FakeSink()
+    sink = FakeSink(genesis=chain.block_hash(0))
     clock = FakeClock()
     for n in range(first, tip + 1):
         sink.blocks[n] = Stored(chain.header(n), live=True, checkpoint=False)
@@ -106,3 +110,57 @@ async def test_newest_checkpoints_are_compared_while_the_tail_has_no_block():
     chain.reorg(50)
     undo = await reorgs.verify_stored(chain.header(100))
     assert undo is not None and undo.keep == 40  # the highest checkpoint the node agrees with
+
+
+def refused(reason: str) -> float:
+    return metrics.REGISTRY.get_sample_value(
+        "indexer_reorg_repairs_refused_total", {"chain": "fake", "reason": reason}) or 0.0
+
+
+@pytest.mark.parametrize("change", ["chain_id", "genesis"])
+async def test_a_node_that_serves_another_chain_is_refused_and_nothing_is_undone(change):
+    chain = FakeChain(head=100)
+    reorgs, sink, _ = follower_at(100, chain, first=11)
+    before = refused("other_chain")
+    if change == "chain_id":
+        chain.chain_id_answer = 8
+        chain.reorg(1)
+    else:
+        chain.reorg(0)  # block 0 too: another chain behind the same chain id
+    with pytest.raises(RepairRefused, match="Nothing was deleted") as info:
+        await reorgs.judge(chain.header(100))
+    assert ("eth_chainId=8" if change == "chain_id" else "block 0") in str(info.value)
+    assert refused("other_chain") == before + 1
+    assert sink.repairs == [] and len(sink.blocks) == 90
+
+
+def repairer_at(tip: int, chain: FakeChain, *, first: int, **config: int) -> tuple[
+        Repairer, FakeSink, list[int]]:
+    sink = FakeSink(genesis=chain.block_hash(0))
+    for n in range(first, tip + 1):
+        sink.blocks[n] = Stored(chain.header(n), live=True, checkpoint=False)
+    parts = fake_parts(chain, sink, FakeClock(),
+                       chain_config(finality_depth=DEPTH, start_block=10, **config))
+    window = Window(retain=1024)
+    window.load([chain.header(n) for n in range(tip, first - 1, -1)])
+    replans: list[int] = []
+    return Repairer(parts, MemoryLeaseBoard(ttl=30), window, lambda rng: replans.append(1)), sink, \
+        replans
+
+
+async def test_a_repair_deeper_than_the_cap_is_refused_and_deletes_nothing():
+    chain = FakeChain(head=400)
+    repairer, sink, replans = repairer_at(400, chain, first=11)  # cap: max(10 x 5, 256)
+    before = refused("too_deep")
+    with pytest.raises(RepairRefused, match=r"blocks 10-400 \(391 blocks\).*max_reorg_depth: 391"):
+        await repairer.carry_out(Undo(9, None, chain.header(400), "reorg"), fence=1)
+    assert refused("too_deep") == before + 1
+    assert sink.repairs == [] and len(sink.blocks) == 390 and replans == []
+
+
+async def test_a_repair_within_the_cap_is_carried_out():
+    chain = FakeChain(head=400)
+    repairer, sink, replans = repairer_at(400, chain, first=11, max_reorg_depth=400)
+    await repairer.carry_out(Undo(9, None, chain.header(400), "reorg"), fence=1)
+    assert [(r.fork_block, r.old_tip) for r in sink.repairs] == [(9, 400)]
+    assert sink.blocks == {} and replans == [1]

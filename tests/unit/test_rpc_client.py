@@ -240,13 +240,6 @@ async def test_get_logs_halves_without_a_hint(node: FakeNode) -> None:
     assert sum(len(r) for r in answered) == 800
 
 
-async def test_single_block_too_large_is_fatal(node: FakeNode) -> None:
-    node.max_range = 0
-    async with client(node.url()) as rpc:
-        with pytest.raises(RpcFatal, match="single block"):
-            await rpc.get_logs(BlockRange(10, 13), None, None)
-
-
 async def test_rate_limit_waits_retry_after_and_never_splits(node: FakeNode) -> None:
     node.faults = ["429"]
     async with client(node.url(), chain="limited") as rpc:

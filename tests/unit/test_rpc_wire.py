@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from indexer.rpc import wire
-from indexer.rpc.errors import BadAnswer
+from indexer.rpc.errors import BadAnswer, DuplicateLogIndex
 from indexer.rpc.wire import (
     check_batch_answer,
     check_logs,
@@ -85,7 +85,6 @@ def _without(key: str) -> dict[str, Any]:
         ([log(9, 0)], "outside"),
         ([log(20, 0)], "outside"),
         ([log(10, 0, removed=True)], "removed"),
-        ([log(10, 1), log(10, 1)], "out of order"),
         ([log(10, 2), log(10, 1)], "out of order"),
         ([log(12, 0), log(11, 0)], "out of block order"),
         ([log(10, 0), log(10, 1, blockHash=H1)], "block hash differs"),
@@ -112,6 +111,20 @@ def test_check_logs_rejects_bad_answers(logs: Any, reason: str) -> None:
     with pytest.raises(BadAnswer, match=reason) as info:
         check_logs(logs, BlockRange(10, 19))
     assert info.value.retryable
+
+
+@pytest.mark.parametrize(("logs", "kind"), [
+    ([log(10, 0), log(10, 1), log(10, 1)], "copies of one log"),
+    ([log(10, 0), log(10, 1), log(10, 1, transactionHash="0x" + "77" * 32)], "two different logs"),
+])
+def test_logs_sharing_a_log_index_name_their_block_and_are_not_asked_again(
+        logs: Any, kind: str) -> None:
+    with pytest.raises(DuplicateLogIndex, match=f"block 10: logs 1 and 2 of the answer share "
+                                                f"logIndex 1 \\({kind}, transactions") as info:
+        check_logs(logs, BlockRange(10, 19))
+    err = info.value
+    assert (err.block, err.log_index, err.reason) == (10, 1, "log_index")
+    assert not err.retryable  # the block is read from its receipts instead
 
 
 def test_check_batch_answer_maps_ids_in_any_order() -> None:

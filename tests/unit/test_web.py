@@ -32,8 +32,9 @@ def test_threshold_is_two_minutes_or_thirty_block_times(block_time: float, thres
     ({}, True, ""),  # exactly the finality window behind: nothing to catch up
     ({"lag_seconds": 768 + 360}, True, ""),  # at the threshold
     ({"lag_seconds": 768 + 361, "lag_blocks": 95}, False, "lag 361 s"),
-    ({"lag_seconds": None, "lag_blocks": 64 + 30}, True, ""),  # estimated: 30 x 12 s = 360 s
-    ({"lag_seconds": None, "lag_blocks": 64 + 31}, False, "lag 372 s"),
+    # Not ready until the lag in seconds is measured, however small the lag in blocks.
+    ({"lag_seconds": None, "lag_blocks": 64}, False, "lag in seconds not measured yet"),
+    ({"lag_seconds": None, "lag_blocks": 0}, False, "lag in seconds not measured yet"),
     ({"head": 0, "lag_blocks": None}, False, "chain head not known yet"),
     ({"block_time": 1.0, "finality_depth": 0, "lag_seconds": 121, "lag_blocks": 121}, False,
      "over 120 s"),
