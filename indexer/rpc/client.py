@@ -92,7 +92,12 @@ class RpcClient:
         """The header of a block number or tag ("latest", "finalized", "safe"); None if null."""
         ref = hex(tag_or_number) if isinstance(tag_or_number, int) else tag_or_number
         block = await self.requests.call("eth_getBlockByNumber", [ref, False])
-        return None if block is None else wire.parse_header(block)
+        if block is None:
+            return None
+        header = wire.parse_header(block)
+        if ref == "latest":
+            self.requests.head_seen = max(self.requests.head_seen, header.number)
+        return header
 
     async def get_headers(self, numbers: Sequence[int]) -> dict[int, BlockHeader]:
         """Headers of the given blocks; a block the node does not have yet is retried."""

@@ -30,7 +30,6 @@ from indexer.rpc import bloom, wire
 from indexer.rpc.errors import (
     BadAnswer,
     DuplicateLogIndex,
-    MethodUnsupported,
     NodeBehind,
     RangeTooLarge,
     RpcError,
@@ -38,7 +37,7 @@ from indexer.rpc.errors import (
     RpcServerError,
     classify,
 )
-from indexer.rpc.filters import LogFilter, halves, log_filter, matches
+from indexer.rpc.filters import LogFilter, halves, log_filter
 from indexer.rpc.receipts import Part, ReceiptsReader
 from indexer.rpc.request import Requester
 from indexer.rpc.transport import Endpoint, result_of
@@ -49,7 +48,9 @@ T = TypeVar("T")
 
 LOGS_CONCURRENCY = 16  # eth_getLogs requests in flight per client while splitting ranges
 MAX_HINT_PARTS = 16  # split a refused range into hint-sized parts only up to this many
-BLOOM_RETRIES = 2  # a bloom that says "maybe" against an empty answer is asked again this often
+BLOOM_RETRIES = 2  # without any receipts to read, an empty answer against a bloom hit is asked
+# again this often before it is taken (blooms have false positives)
+RECENT = 256  # blocks from the head within which every block of a range has its bloom checked
 HASH_RETRIES = 2  # answers whose blockHash differs from the canonical header, asked again
 
 SHARED_INDEX_SAID = 5  # answers with a shared logIndex logged one by one; then one in 1000
@@ -222,15 +223,12 @@ class LogsReader:
             if seen is not None and seen.lower() != _hash_hex(tip):
                 raise BadAnswer(f"blockHash of block {rng.end} differs from its header",
                                 reason="block_hash")
-            if (
-                seen is None and tip.logs_bloom is not None
-                and bloom.may_match(tip.logs_bloom, flt.address_bytes, flt.topic_bytes)
-                and not await self._confirmed_empty(ep, tip, flt, laggards)
-            ):
-                err = NodeBehind(f"no log in block {rng.end} although its logsBloom says it "
-                                 "may hold one (a lagging node?)")
-                err.reason = "bloom"
-                raise err
+            await self._no_hidden_logs(ep, tip, flt, laggards, seen is not None)
+            if len(rng) > 1 and rng.end + RECENT >= self._requests.head_seen:
+                # Near the head a node's logs backend may lag its headers: every block of the
+                # range without a log in the answer is held against its own logsBloom.
+                for h in await self._headers_on(ep, BlockRange(rng.start, rng.end - 1)):
+                    await self._no_hidden_logs(ep, h, flt, laggards, h.number in blocks)
             ep.state.ranges.on_ok(len(rng), len(logs))
             self._requests.gauge_range(ep)
             return logs, blocks, tip, ep.label
@@ -239,27 +237,48 @@ class LogsReader:
             "eth_getLogs", str(rng), attempt, requested=rng)
         return result
 
+    async def _no_hidden_logs(self, ep: Endpoint, header: BlockHeader, flt: LogFilter,
+                              laggards: list[int], answered: bool) -> None:
+        """NodeBehind when the answer holds no log of ``header``'s block although its bloom
+        says it may hold one, and the block's receipts do not confirm it holds none."""
+        if (answered or header.logs_bloom is None
+                or not bloom.may_match(header.logs_bloom, flt.address_bytes, flt.topic_bytes)
+                or await self._confirmed_empty(ep, header, flt, laggards)):
+            return
+        err = NodeBehind(f"no log in block {header.number} although its logsBloom says it may "
+                         "hold one (a lagging node?)")
+        err.reason = "bloom"
+        raise err
+
     async def _confirmed_empty(
-        self, ep: Endpoint, tip: BlockHeader, flt: LogFilter, laggards: list[int]
+        self, ep: Endpoint, header: BlockHeader, flt: LogFilter, laggards: list[int]
     ) -> bool:
-        """Whether ``tip`` truly holds no matching log although its bloom says "maybe" (blooms
-        have false positives): its receipts say so. Where eth_getBlockReceipts is not served,
-        an empty answer is accepted after BLOOM_RETRIES asks."""
-        if ep.receipts:
-            try:
-                receipts = await self._requests.single(
-                    ep, "eth_getBlockReceipts", [hex(tip.number)], None)
-            except (MethodUnsupported, RpcFatal):
-                ep.receipts = False
-            except RpcError:
-                return False  # ask again
-            else:
-                if isinstance(receipts, list):
-                    return not any(matches(lg, flt) for rc in receipts if isinstance(rc, dict)
-                                   for lg in rc.get("logs") or ()
-                                   if lg.get("blockHash", "").lower() == _hash_hex(tip))
-        laggards[0] += 1
-        return laggards[0] > BLOOM_RETRIES
+        """Whether the block truly holds no matching log although its bloom says "maybe"
+        (blooms have false positives): its receipts on the same endpoint say so. No receipts
+        (null, or another block's) never confirm it. Only an endpoint that serves no receipts
+        at all has an empty answer taken, after BLOOM_RETRIES asks."""
+        try:
+            return not await self._receipts.matching(ep, header, flt)
+        except RpcFatal:  # neither eth_getBlockReceipts nor eth_getTransactionReceipt here
+            laggards[0] += 1
+            return laggards[0] > BLOOM_RETRIES
+        except RpcError:
+            return False  # ask again (elsewhere, when there is another endpoint)
+
+    async def _headers_on(self, ep: Endpoint, rng: BlockRange) -> list[BlockHeader]:
+        """The headers of ``rng`` as ``ep`` answers them, in one batch (not retried)."""
+        ids = [self._requests.next_id() for _ in range(len(rng))]
+        body = wire.encode_batch([(rid, "eth_getBlockByNumber", [hex(n), False])
+                                  for rid, n in zip(ids, range(rng.start, rng.end + 1),
+                                                    strict=True)])
+        replies = wire.check_batch_answer(await self._requests.post(ep, body, None), ids)
+        out = []
+        for rid, n in zip(ids, range(rng.start, rng.end + 1), strict=True):
+            block = result_of(replies[rid], None)
+            if block is None:
+                raise NodeBehind(f"the node has no block {n} yet")
+            out.append(wire.parse_header(block))
+        return out
 
     async def _logs_batch(
         self, ep: Endpoint, params: list[Any], tip_params: list[Any], rng: BlockRange

@@ -98,6 +98,17 @@ class ReceiptsReader:
         result: Part = await self._requests.retrying("eth_getBlockReceipts", str(n), attempt)
         return result
 
+    async def matching(self, ep: Endpoint, header: BlockHeader, flt: LogFilter) -> list[RawLog]:
+        """The logs ``flt`` matches in the receipts ``ep`` gives for the block of ``header``
+        (not retried). NodeBehind when it has no receipts for it (null never means "none"),
+        BadAnswer when they are not that block's."""
+        block, receipts = await self._fetch(ep, header.number, "has a logsBloom hit")
+        got, logs = block_logs(block, receipts, flt)
+        if got.hash != header.hash:
+            raise BadAnswer(f"the receipts of block {header.number} are of another block",
+                            reason="block_hash")
+        return logs
+
     async def _fetch(self, ep: Endpoint, n: int, why: str) -> tuple[Any, Any]:
         """The block (with transaction hashes) and its receipts, as ``ep`` answers."""
         if ep.receipts:

@@ -79,6 +79,7 @@ class Requester:
         self.max_answer_bytes = max_answer_bytes
         self._ids = itertools.count(1)
         self._session: aiohttp.ClientSession | None = None
+        self.head_seen = 0  # the highest head ("latest") a node answered through this client
         for ep in self.endpoints:
             metrics.RPC_ENDPOINT_UP.labels(chain=chain, endpoint=ep.label).set(1)
             metrics.RPC_ENDPOINT_HEALTH.labels(chain=chain, endpoint=ep.label).set(1)
