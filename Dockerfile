@@ -1,6 +1,7 @@
 # Images by purpose (docs/scale-out.md):
 #   docker build -t indexer .                                   the indexer (the default, last target)
 #   docker build --target demo-chain -t indexer-demo-chain .    the demo chain of docker-compose.yml
+#                                                               (add --platform linux/amd64 off amd64)
 # Python dependencies come from the locks in requirements/ (written by scripts/lock; pip checks
 # every file against its sha256 and installs wheels only); the npm side from
 # scripts/npm/package-lock.json (npm ci). Dependency layers come before the code layers, so a
@@ -8,10 +9,9 @@
 # without a Docker engine and runs them.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# ------------------------------------------------------------------------------------ indexer
-# The package and its runtime dependencies: no node, no compiler, no test tools, no pip in the
-# venv. Runs as uid/gid 10001 (numeric, so Kubernetes' runAsNonRoot can verify it).
-FROM ${PYTHON_IMAGE} AS indexer-base
+# What both images share: the environment and the user both run as, uid/gid 10001 (numeric in
+# USER, so Kubernetes' runAsNonRoot can verify it).
+FROM ${PYTHON_IMAGE} AS python-base
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -21,6 +21,10 @@ RUN groupadd --gid 10001 indexer \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /app --shell /usr/sbin/nologin \
       --no-log-init indexer
 
+# ------------------------------------------------------------------------------------ indexer
+# The package and its runtime dependencies: no node, no compiler, no test tools, no pip in the
+# venv.
+FROM python-base AS indexer-base
 # Dependencies (changes only with requirements/runtime.txt). The package itself is not
 # pip-installed: a .pth file puts /app on the venv's path and /opt/venv/bin/indexer is the console
 # script pip would write (indexer.cli:main). Chain files (chains/) and migrations (schema/) are
@@ -30,6 +34,7 @@ RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --quiet --require-hashes --no-deps --only-binary=:all: \
       -r /tmp/requirements.txt \
  && /opt/venv/bin/pip uninstall --quiet --yes pip setuptools \
+ && find /opt/venv \( -name '*.c' -o -name '*.pyx' -o -name '*.pxd' \) -delete \
  && rm /tmp/requirements.txt \
  && echo /app >"$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/indexer-app.pth" \
  && printf '#!/opt/venv/bin/python\nimport sys\n\nfrom indexer.cli import main\n\nif __name__ == "__main__":\n    sys.exit(main())\n' \
@@ -38,10 +43,10 @@ RUN python -m venv /opt/venv \
 
 # --------------------------------------------------------------------------------- demo chain
 # anvil (chain id 31337) with the demo system and traffic: `python -m tests.support.devnet`.
-# The anvil npm package exists for linux/amd64 only. npm (hundreds of Debian packages) lives in
-# the npm-tools stage only; the demo image keeps node (solcjs compiles tests/contracts) and
-# the installed node_modules.
-FROM --platform=linux/amd64 ${PYTHON_IMAGE} AS npm-tools
+# The anvil npm package exists for linux/amd64 only (docker-compose.yml asks for that platform).
+# npm (hundreds of Debian packages) lives in the npm-tools stage only; the demo image keeps node
+# (solcjs compiles tests/contracts) and the installed node_modules.
+FROM python-base AS npm-tools
 RUN apt-get update \
  && apt-get install -y --no-install-recommends nodejs npm \
  && rm -rf /var/lib/apt/lists/*
@@ -50,18 +55,10 @@ COPY scripts/npm/package.json scripts/npm/package-lock.json scripts/npm/
 RUN npm ci --prefix scripts/npm --no-audit --no-fund --loglevel=error --cache /tmp/npm-cache \
  && rm -rf /tmp/npm-cache
 
-FROM --platform=linux/amd64 ${PYTHON_IMAGE} AS demo-chain
-ENV PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    VIRTUAL_ENV=/opt/venv \
-    PATH=/opt/venv/bin:$PATH
+FROM python-base AS demo-chain
 RUN apt-get update \
  && apt-get install -y --no-install-recommends nodejs \
- && rm -rf /var/lib/apt/lists/* \
- && groupadd --gid 10001 indexer \
- && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /app --shell /usr/sbin/nologin \
-      --no-log-init indexer
+ && rm -rf /var/lib/apt/lists/*
 COPY requirements/demo.txt /tmp/requirements.txt
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --quiet --require-hashes --no-deps --only-binary=:all: \
