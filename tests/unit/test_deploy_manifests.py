@@ -1,7 +1,9 @@
 """The deployment files are in step with the code: docker-compose.yml, the Dockerfile,
 deploy/ (Kubernetes) and monitoring/ parse, name only metrics the code defines, use the
-metrics port and probe paths the code serves, and run commands the CLI accepts. The tools
-(promtool, docker-compose) validate what they know; they come from scripts/setup-monitoring."""
+metrics port and probe paths the code serves, and run commands the CLI accepts; the images are
+built from the locks in requirements/, which pin what pyproject.toml asks for. The tools
+(promtool, docker-compose) validate what they know; they come from scripts/setup-monitoring.
+Building and running the images is scripts/image-check (not part of the suite)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from prometheus_client import Counter, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
@@ -144,8 +148,14 @@ def test_kubernetes_workers_probe_served_paths_on_the_metrics_port():
     for probe in probes.values():
         assert probe["path"] in _served_paths()
         assert probe["port"] in ports
-    args = _parser().parse_args(container["args"][1:])
-    assert container["args"][0] == "indexer" and args.command == "run"
+    # the image's entrypoint is `indexer`: args are its arguments, and no command overrides it
+    assert "command" not in container
+    args = _parser().parse_args(container["args"])
+    assert args.command == "run"
+    security = pod["spec"]["securityContext"]
+    assert security["runAsNonRoot"] is True
+    uid, gid = _stage("indexer").user.split(":")
+    assert (str(security["runAsUser"]), str(security["runAsGroup"])) == (uid, gid)
     for chain in args.chain:
         load_chain(resolve_chain(chain), env={})
     (service,) = _docs(DEPLOY / "kubernetes" / "service.yaml")
@@ -189,9 +199,9 @@ def test_compose_commands_env_and_ports_match_the_code():
     assert {"postgres", "redis", "indexer", "anvil", "prometheus", "alertmanager", "grafana"} <= set(services)
     worker = services["indexer"]
     assert "container_name" not in worker and "ports" not in worker, "--scale needs neither"
-    cmd = worker["command"]
-    assert cmd[:2] == ["indexer", "run"]
-    args = _parser().parse_args(cmd[1:])
+    cmd = worker["command"]  # the arguments of the image's entrypoint, `indexer`
+    assert cmd[0] == "run"
+    args = _parser().parse_args(cmd)
     assert args.chain == ["anvil"]
     code = _code_text()
     for var in worker["environment"]:
@@ -202,6 +212,7 @@ def test_compose_commands_env_and_ports_match_the_code():
     assert anvil[:3] == ["python", "-m", "tests.support.devnet"]
     parsed = devnet.parse_args(anvil[3:])
     assert (parsed.host, parsed.port, parsed.keep_mining) == ("0.0.0.0", 8545, 1.0)
+    assert parsed.timestamp is None, "a fixed genesis timestamp makes every new chain look alike"
     assert "8545:8545" in services["anvil"]["ports"]
     prom = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
     (job,) = [j for j in prom["scrape_configs"] if j["job_name"] == "indexer"]
@@ -217,15 +228,209 @@ def test_compose_commands_env_and_ports_match_the_code():
                 assert (REPO / source).exists(), volume
 
 
-def test_dockerfile_copies_what_exists_and_runs_the_cli():
-    text = (REPO / "Dockerfile").read_text()
-    for line in re.findall(r"^COPY (.+)$", text, re.M):
-        *sources, _ = line.split()
-        for src in sources:
-            assert (REPO / src).exists(), f"Dockerfile copies {src}, which does not exist"
-    cmd = json.loads(re.search(r"^CMD (.+)$", text, re.M).group(1))
-    assert cmd[0] == "indexer" and _parser().parse_args(cmd[1:]).chain == ["anvil"]
-    assert f"INDEXER_METRICS_PORT={METRICS_PORT}" in text and f"EXPOSE {METRICS_PORT}" in text
+class Stage:
+    """One FROM ... AS name stage of the Dockerfile: its base and its instructions."""
+
+    def __init__(self, base: str, name: str) -> None:
+        self.base, self.name = base, name
+        self.lines: list[tuple[str, str]] = []  # (INSTRUCTION, rest), continuation lines joined
+
+    def all(self, instruction: str) -> list[str]:
+        return [rest for ins, rest in self.lines if ins == instruction]
+
+    def last(self, instruction: str) -> str:
+        (*_, rest) = self.all(instruction) or [""]
+        return rest
+
+    @property
+    def user(self) -> str:
+        return self.last("USER")
+
+
+def _dockerfile_stages() -> list[Stage]:
+    text = re.sub(r"\\\n", " ", (REPO / "Dockerfile").read_text())
+    stages: list[Stage] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        instruction, _, rest = line.partition(" ")
+        if instruction == "FROM":
+            m = re.fullmatch(r"(?:--platform=\S+\s+)?(\S+)\s+AS\s+(\S+)", rest.strip())
+            assert m, f"every stage is named: FROM {rest}"
+            stages.append(Stage(m.group(1), m.group(2)))
+        elif stages:
+            stages[-1].lines.append((instruction, rest.strip()))
+    return stages
+
+
+def _stage(name: str) -> Stage:
+    (stage,) = [s for s in _dockerfile_stages() if s.name == name]
+    return stage
+
+
+def _lineage(name: str) -> list[Stage]:
+    """The stage and the stages it is built FROM, nearest first."""
+    by_name = {s.name: s for s in _dockerfile_stages()}
+    out = [by_name[name]]
+    while out[-1].base in by_name:
+        out.append(by_name[out[-1].base])
+    return out
+
+
+def _instructions(name: str) -> list[tuple[str, str]]:
+    return [line for stage in reversed(_lineage(name)) for line in stage.lines]
+
+
+def test_dockerfile_copies_what_exists():
+    for stage in _dockerfile_stages():
+        for line in stage.all("COPY"):
+            if line.startswith("--from="):
+                assert line.split()[0].removeprefix("--from=") in {s.name for s in _dockerfile_stages()}
+                continue
+            *sources, _ = line.split()
+            for src in sources:
+                assert (REPO / src).exists(), f"Dockerfile copies {src}, which does not exist"
+
+
+def test_dockerfile_default_target_is_the_lean_indexer_image():
+    stages = _dockerfile_stages()
+    assert stages[-1].name == "indexer", "`docker build .` must give the indexer image"
+    assert {"indexer", "demo-chain"} <= {s.name for s in stages}
+    steps = _instructions("indexer")
+    text = "\n".join(f"{i} {r}" for i, r in steps)
+    for absent in ("npm", "nodejs", "tests", "[test", "pytest", "requirements/dev.txt", "demo.txt"):
+        assert absent not in text, f"the indexer image's stages mention {absent}"
+    # dependencies from the runtime lock, hash-checked, wheels only, before any code is copied
+    (install,) = [r for i, r in steps if i == "RUN" and "-r /tmp/requirements.txt" in r]
+    assert "--require-hashes" in install and "--only-binary=:all:" in install
+    copies = [r for i, r in steps if i == "COPY"]
+    lock_at = next(n for n, r in enumerate(copies) if r.startswith("requirements/runtime.txt "))
+    code_at = next(n for n, r in enumerate(copies) if r.split()[0] == "indexer")
+    assert lock_at < code_at, "the dependency layer must come before the code layer"
+    install_at = next(n for n, (i, r) in enumerate(steps) if r == install)
+    first_code = next(n for n, (i, r) in enumerate(steps) if i == "COPY" and r.split()[0] in ("indexer", "schema", "chains"))
+    assert install_at < first_code
+    final = _stage("indexer")
+    assert re.fullmatch(r"\d+:\d+", final.user), "a numeric user (runAsNonRoot can check it)"
+    assert final.user.split(":")[0] != "0"
+    assert json.loads(final.last("ENTRYPOINT")) == ["indexer"]
+    cmd = json.loads(final.last("CMD"))
+    assert cmd == ["--help"], "no default chain or database is right for everyone"
+    with pytest.raises(SystemExit) as done:
+        _parser().parse_args(cmd)
+    assert done.value.code == 0
+    env = " ".join(r for i, r in steps if i == "ENV")
+    assert f"INDEXER_METRICS_PORT={METRICS_PORT}" in env and f"{METRICS_PORT}" in final.all("EXPOSE")
+    health = final.last("HEALTHCHECK")
+    test = json.loads(health[health.index("CMD") + 3:].strip())
+    assert test[0] == "python" and "/healthz" in test[-1] and "INDEXER_METRICS_PORT" in test[-1]
+    assert "/healthz" in _served_paths()
+
+
+def test_dockerfile_demo_chain_target_runs_the_devnet_with_a_kept_state():
+    demo = _stage("demo-chain")
+    steps = _instructions("demo-chain")
+    install = [r for i, r in steps if i == "RUN" and "-r /tmp/requirements.txt" in r]
+    assert install and all("--require-hashes" in r for r in install)
+    assert any(r.startswith("requirements/demo.txt ") for i, r in steps if i == "COPY")
+    assert re.fullmatch(r"\d+:\d+", demo.user) and demo.user == _stage("indexer").user
+    cmd = json.loads(demo.last("CMD"))
+    assert cmd[:3] == ["python", "-m", "tests.support.devnet"]
+    parsed = devnet.parse_args(cmd[3:])
+    assert parsed.state is not None and str(parsed.state).startswith("/data/")
+    assert parsed.timestamp is None
+    assert any("/data" in r and "chown" in r for i, r in steps if i == "RUN"), "/data writable"
+
+
+def test_compose_builds_each_image_once_from_its_target():
+    services = _compose()["services"]
+    targets = {s.name for s in _dockerfile_stages()}
+    built = {name: svc for name, svc in services.items() if "build" in svc}
+    assert set(built) == {"indexer", "anvil"}
+    assert built["indexer"]["build"]["target"] == "indexer"
+    assert built["anvil"]["build"]["target"] == "demo-chain"
+    for svc in built.values():
+        assert svc["build"]["target"] in targets
+    images = [svc["image"] for svc in built.values()]
+    assert len(set(images)) == len(images), "one image name per target"
+    assert "platform" not in built["indexer"], "the indexer image is not tied to amd64"
+
+
+def test_compose_gates_the_start_and_keeps_the_demo_chain():
+    compose = _compose()
+    services = compose["services"]
+    assert "ports" not in services["postgres"], "Postgres is not published on the host"
+    depends = services["indexer"]["depends_on"]
+    assert {k: v["condition"] for k, v in depends.items()} == {
+        "postgres": "service_healthy", "redis": "service_healthy", "anvil": "service_healthy"}
+    for name in depends:
+        assert "test" in services[name]["healthcheck"], name
+    for name in ("postgres", "redis", "anvil", "indexer"):
+        assert services[name]["restart"] == "unless-stopped", name
+    state = devnet.parse_args(services["anvil"]["command"][3:]).state
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in services["anvil"]["volumes"]}
+    assert str(state.parent) in mounts, "the demo chain's state must be on a volume"
+    assert mounts[str(state.parent)] in compose["volumes"], "a named volume (kept by `down`)"
+    for service in services.values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if not source.startswith("./"):
+                assert source in compose["volumes"], volume
+
+
+# ------------------------------------------------------------------------ the locks
+
+
+def _pins(name: str) -> dict[str, str]:
+    text = (REPO / "requirements" / name).read_text()
+    pins: dict[str, str] = {}
+    for block in re.split(r"\n(?=\S)", text):
+        m = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", block)
+        if not m:
+            continue
+        assert "--hash=sha256:" in block, f"{name}: {m.group(1)} has no hash"
+        pins[canonicalize_name(m.group(1))] = m.group(2)
+    assert pins, f"{name} pins nothing"
+    return pins
+
+
+def _pyproject() -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+
+@pytest.mark.parametrize(
+    ("lock", "groups"),
+    [("runtime.txt", ()), ("dev.txt", ("test", "embedded")), ("demo.txt", ())],
+)
+def test_locks_pin_what_pyproject_asks_for(lock: str, groups: tuple[str, ...]):
+    project = _pyproject()
+    wanted = [Requirement(r) for r in project["dependencies"]]
+    for group in groups:
+        wanted += [Requirement(r) for r in project["optional-dependencies"][group]]
+    pins = _pins(lock)
+    for req in wanted:
+        name = canonicalize_name(req.name)
+        assert name in pins, f"requirements/{lock} does not pin {req.name} (run scripts/lock)"
+        assert req.specifier.contains(pins[name], prereleases=True), (
+            f"requirements/{lock}: {req.name}=={pins[name]} does not satisfy {req} (run scripts/lock)")
+
+
+def test_locks_agree_and_the_runtime_lock_has_no_test_tools():
+    dev, runtime, demo = _pins("dev.txt"), _pins("runtime.txt"), _pins("demo.txt")
+    for name, version in {**runtime, **demo}.items():
+        assert dev.get(name) == version, f"{name}: {version} here, {dev.get(name)} in dev.txt"
+    for tool in ("pytest", "mypy", "ruff", "web3", "pgserver", "psutil"):
+        assert tool not in runtime, f"{tool} in the runtime lock"
+    assert "web3" in demo
+
+
+def test_setup_and_images_install_from_the_locks():
+    setup = (REPO / "scripts" / "setup").read_text()
+    assert "requirements/dev.txt" in setup and "--require-hashes" in setup
+    assert "pip install --quiet --no-deps -e '.[test,embedded]'" in setup
 
 
 def test_grafana_provisioning_matches_the_dashboards():
