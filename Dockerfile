@@ -27,8 +27,8 @@ RUN groupadd --gid 10001 indexer \
 FROM python-base AS indexer-base
 # Dependencies (changes only with requirements/runtime.txt). The package itself is not
 # pip-installed: a .pth file puts /app on the venv's path and /opt/venv/bin/indexer is the console
-# script pip would write (indexer.cli:main). Chain files (chains/) and migrations (schema/) are
-# found beside the package, in /app.
+# script pip would write (the [project.scripts] entry of pyproject.toml). Chain files (chains/)
+# and migrations (schema/) are found beside the package, in /app.
 COPY requirements/runtime.txt /tmp/requirements.txt
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --quiet --require-hashes --no-deps --only-binary=:all: \
@@ -37,7 +37,7 @@ RUN python -m venv /opt/venv \
  && find /opt/venv \( -name '*.c' -o -name '*.pyx' -o -name '*.pxd' \) -delete \
  && rm /tmp/requirements.txt \
  && echo /app >"$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/indexer-app.pth" \
- && printf '#!/opt/venv/bin/python\nimport sys\n\nfrom indexer.cli import main\n\nif __name__ == "__main__":\n    sys.exit(main())\n' \
+ && printf '#!/opt/venv/bin/python\nimport sys\n\nfrom indexer.ops.cli import main\n\nif __name__ == "__main__":\n    sys.exit(main())\n' \
       >/opt/venv/bin/indexer \
  && chmod 755 /opt/venv/bin/indexer
 

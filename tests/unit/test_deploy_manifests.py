@@ -507,3 +507,11 @@ def test_docker_compose_validates_the_compose_file():
     compose = _tool("docker-compose")
     res = _run(compose, "-f", "docker-compose.yml", "config", "-q")
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_the_images_console_script_calls_the_entry_point_of_pyproject():
+    import tomllib
+
+    entry = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]["indexer"]
+    module, func = entry.split(":")
+    assert f"from {module} import {func}" in (REPO / "Dockerfile").read_text()
