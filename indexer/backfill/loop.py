@@ -42,7 +42,7 @@ COMPACT_EVERY = 500  # commits between merges of adjacent range records
 class BackfillOptions:
     once: bool = False  # up to the safe head at start, then return
     until: int | None = None  # up to this block, then return
-    concurrency: int = 4  # units in flight
+    concurrency: int = 4  # units being fetched at once (see pacing)
     target_logs: int = 10_000  # logs per unit the range size aims at
     max_range: int = 100_000
     poll_interval: float | None = None  # default: a fraction of the block time, at most 1 s
@@ -63,7 +63,7 @@ class Backfill:
         self.pacer = Pacer.start(target_logs=options.target_logs,
                                  concurrency=options.concurrency, max_range=options.max_range,
                                  first_range=chain.get_logs_max_range)
-        self.worker = UnitWorker(parts, claims, worker, self.pacer.fetched)
+        self.worker = UnitWorker(parts, claims, worker, self._fetched)
         self.planned_at = 0.0
         self.failures = 0  # consecutive failed units, for the back-off
         self.commits = 0
@@ -143,7 +143,8 @@ class Backfill:
         try:
             while self.claims.pending or tasks:
                 raise_if_cancelled()
-                while len(tasks) < self.opt.concurrency:
+                self._wake.clear()
+                while True:  # the pacer bounds the units in flight
                     unit = await self._claim()
                     if unit is None:
                         break
@@ -151,10 +152,16 @@ class Backfill:
                 if not tasks:
                     await self._idle()
                     continue
-                finished, tasks = await asyncio.wait(
-                    tasks, timeout=self.opt.refresh_interval, return_when=asyncio.FIRST_COMPLETED
-                )
-                for t in finished:
+                # Until a unit ends or has its answer in memory (another may start then).
+                wake = asyncio.ensure_future(self._wake.wait())
+                try:
+                    finished, _ = await asyncio.wait(
+                        {*tasks, wake}, timeout=self.opt.refresh_interval,
+                        return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    wake.cancel()
+                for t in finished - {wake}:
+                    tasks.discard(t)
                     t.result()
                 if self._replan:
                     self._plan(self.parts.progress.target)
@@ -165,6 +172,11 @@ class Backfill:
                 t.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _fetched(self, unit: Unit, logs: int) -> None:
+        """A unit's answer is in memory: the next one may be fetched meanwhile."""
+        self.pacer.fetched(unit, logs)
+        self._wake.set()
 
     async def _claim(self) -> Unit | None:
         """Lease the next unit that may run now, within the memory budget."""
@@ -254,6 +266,9 @@ class Backfill:
         pr = p.progress
         pr.failures += result.failures
         pr.timed(result.fetch_seconds, result.decode_seconds, write_seconds)
+        log.debug("%s: blocks %s committed: %d logs, fetch %.3fs, decode %.3fs, write %.3fs",
+                  p.name, unit.range, result.logs, result.fetch_seconds, result.decode_seconds,
+                  write_seconds)
         pr.wrote(result.rows)
         stage = "factory-children" if unit.factory else "main"
         metrics.RANGES_DONE.labels(chain=p.name, stage=stage).inc()

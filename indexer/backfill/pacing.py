@@ -4,9 +4,13 @@
   small (``SLOW_START_BLOCKS``) and runs alone.
 - Size follows density: each committed unit of the main sources moves the size towards
   ``target_logs`` logs per unit (``plan.next_size``: at most 2x up, 4x down per step).
+- Fetches in flight: at most ``concurrency`` units are being fetched at once. A unit whose
+  answer is in memory no longer counts among them while it is decoded and committed, so the
+  node is asked for the next ranges while Postgres writes the last ones; at most
+  ``2 x concurrency`` units are in flight in all.
 - Memory budget: logs fetched or expected but not yet committed. A new unit starts only while
-  the estimate of everything in flight fits ``target_logs x concurrency`` (or when nothing
-  else is in flight: one unit, however dense, always runs).
+  the estimate of everything in flight fits ``2 x target_logs x concurrency`` logs (or when
+  nothing else is in flight: one unit, however dense, always runs).
 - An answer too large to read: the unit is asked again for an eighth of its blocks.
 """
 
@@ -28,6 +32,7 @@ class Pacer:
     density: float = 0.0  # logs per block, moving average over committed units
     measured: bool = False  # a unit of the main sources has been committed
     held: dict[Unit, int] = field(default_factory=dict)  # unit in flight -> logs (estimated)
+    fetching: set[Unit] = field(default_factory=set)  # in flight, answer not in memory yet
 
     @classmethod
     def start(cls, *, target_logs: int, concurrency: int, max_range: int,
@@ -37,7 +42,7 @@ class Pacer:
 
     @property
     def budget(self) -> int:
-        return self.target_logs * self.concurrency
+        return 2 * self.target_logs * self.concurrency
 
     def estimate(self, blocks: int) -> int:
         return int(self.density * blocks)
@@ -48,18 +53,23 @@ class Pacer:
             return True
         if not self.measured and self.density == 0:
             return False  # slow start: nothing is known of the density yet
+        if len(self.fetching) >= self.concurrency or len(self.held) >= 2 * self.concurrency:
+            return False
         return sum(self.held.values()) + self.estimate(self.size) <= self.budget
 
     def started(self, unit: Unit) -> None:
         self.held[unit] = self.estimate(len(unit.range))
+        self.fetching.add(unit)
 
     def fetched(self, unit: Unit, logs: int) -> None:
         """The unit's answer is in memory: its real size replaces the estimate."""
         if unit in self.held:
             self.held[unit] = logs
+        self.fetching.discard(unit)
 
     def ended(self, unit: Unit) -> None:
         self.held.pop(unit, None)
+        self.fetching.discard(unit)
 
     def committed(self, unit: Unit, logs: int) -> None:
         """A unit was committed with ``logs`` logs: learn the density, size the next unit."""

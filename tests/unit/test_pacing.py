@@ -32,9 +32,9 @@ def test_the_first_unit_is_small(first_range: int, size: int):
     ({"held": {unit(0, 15): 0}}, False),  # slow start: density unknown, one unit in flight
     ({"held": {unit(0, 15): 0}, "measured": True}, True),  # measured (empty blocks): go
     ({"held": {unit(0, 9): 100}, "density": 10.0, "measured": True, "size": 100}, True),
-    # 3,100 in flight + 1,000 expected is over the budget of 4 x 1,000
-    ({"held": {unit(0, 9): 3_100}, "density": 10.0, "measured": True, "size": 100}, False),
-    ({"held": {unit(0, 9): 3_000}, "density": 10.0, "measured": True, "size": 100}, True),
+    # 7,100 in flight + 1,000 expected is over the budget of 2 x 4 x 1,000
+    ({"held": {unit(0, 9): 7_100}, "density": 10.0, "measured": True, "size": 100}, False),
+    ({"held": {unit(0, 9): 7_000}, "density": 10.0, "measured": True, "size": 100}, True),
     ({"held": {unit(0, 9): 50_000}, "density": 0.0, "measured": True, "size": 100}, False),
 ])
 def test_another_unit_may_start_only_within_the_budget(state: dict, may: bool):
@@ -46,10 +46,35 @@ def test_a_started_unit_holds_its_estimate_until_its_answer_replaces_it():
     u = unit(0, 99)
     p.started(u)
     assert p.held[u] == 500
-    p.fetched(u, 7_000)
-    assert p.held[u] == 7_000 and not p.may_start()
+    p.fetched(u, 7_950)
+    assert p.held[u] == 7_950 and not p.may_start()
     p.ended(u)
     assert p.held == {} and p.may_start()
+
+
+def test_at_most_concurrency_units_are_fetched_at_once():
+    p = pacer(density=1.0, measured=True, size=10)
+    units = [unit(10 * i, 10 * i + 9) for i in range(4)]
+    for u in units:
+        assert p.may_start()
+        p.started(u)
+    assert not p.may_start()  # four answers awaited
+    p.fetched(units[0], 10)  # one is in memory, being committed: the next may be fetched
+    assert p.may_start()
+    p.started(unit(40, 49))
+    assert not p.may_start()
+
+
+def test_at_most_twice_concurrency_units_are_in_flight_in_all():
+    p = pacer(density=1.0, measured=True, size=10)
+    for i in range(8):
+        u = unit(10 * i, 10 * i + 9)
+        assert p.may_start()
+        p.started(u)
+        p.fetched(u, 10)  # all answered, all being committed
+    assert not p.may_start()
+    p.ended(unit(0, 9))
+    assert p.may_start()
 
 
 @pytest.mark.parametrize(("size", "logs", "blocks", "density", "new_size", "new_density"), [
