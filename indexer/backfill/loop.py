@@ -183,7 +183,7 @@ class Backfill:
         if not self.pacer.may_start():
             return None
         try:
-            unit = await self.claims.claim(self.pacer.size, self._reach)
+            unit = await self.claims.claim(self.pacer.size_for, self._reach)
         except TRANSIENT as e:
             log.warning("%s: lease board unreachable, waiting: %s", self.parts.name, e)
             await self.parts.clock.sleep(1.0)

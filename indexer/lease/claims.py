@@ -75,9 +75,11 @@ class Claims:
 
     # -- leases --------------------------------------------------------------------------------
 
-    async def claim(self, size: int, reach: Callable[[str], int]) -> Unit | None:
-        """Lease the first free blocks of the pending units, at most ``size`` of them. Child
-        units are offered only up to ``reach(factory)``: discovery must cover them first."""
+    async def claim(self, size: Callable[[str | None], int],
+                    reach: Callable[[str], int]) -> Unit | None:
+        """Lease the first free blocks of the pending units, at most ``size(factory)`` of them
+        (None: the main sources). Child units are offered only up to ``reach(factory)``:
+        discovery must cover them first."""
         groups: dict[str, list[BlockRange]] = {}
         for u in self.pending:
             g = group_of(u)
@@ -94,11 +96,11 @@ class Claims:
         for group, cands in groups.items():
             if not cands:
                 continue
-            lease = await self.board.claim(self.chain, group, cands[:MAX_CANDIDATES], size,
-                                           self.worker)
+            factory = None if group == "main" else group.split(":", 1)[1]
+            lease = await self.board.claim(self.chain, group, cands[:MAX_CANDIDATES],
+                                           size(factory), self.worker)
             if lease is None:
                 continue
-            factory = None if group == "main" else group.split(":", 1)[1]
             unit = self._take(lease.range, factory)
             self.leases[unit] = lease
             self.confirmed[lease.token] = time.monotonic()

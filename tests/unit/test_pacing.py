@@ -97,7 +97,27 @@ def test_children_units_do_not_size_the_main_ones():
     assert (p.size, p.density, p.measured) == (64, 3.0, False)
 
 
+def test_children_units_are_sized_by_their_own_density():
+    p = pacer(size=2, density=500.0, measured=True)  # dense main sources: 2 blocks a unit
+    assert p.size_for("Factory") == 2  # children start at the main size
+    p.committed(unit(0, 1, factory="Factory"), 0)
+    p.committed(unit(2, 5, factory="Factory"), 0)
+    assert p.size_for("Factory") == 8 and p.size_for(None) == 2  # empty: 2x per unit
+    assert p.size_for("Other") == 2
+    p.started(unit(6, 13, factory="Factory"))
+    assert p.held[unit(6, 13, factory="Factory")] == 0  # estimated from the children's density
+    p.committed(unit(6, 13, factory="Factory"), 8_000)  # 1,000 a block: shrink at most 4x
+    assert p.size_for("Factory") == 2
+    assert p.estimate(10, "Factory") == 10_000  # the first density seen is taken as is
+
+
 @pytest.mark.parametrize(("blocks", "size"), [(800, 100), (9, 1), (1, 1)])
 def test_an_answer_too_large_makes_the_next_units_an_eighth(blocks: int, size: int):
     p = pacer(size=blocks)
     assert p.too_large(unit(0, blocks - 1)) == size == p.size
+
+
+def test_a_children_answer_too_large_shrinks_the_children_only():
+    p = pacer(size=800)
+    assert p.too_large(unit(0, 799, factory="Factory")) == 100
+    assert (p.size_for("Factory"), p.size) == (100, 800)
