@@ -63,6 +63,14 @@ RANGES_DONE = Counter(
 RANGE_SIZE_BLOCKS = Gauge(
     "indexer_range_size_blocks", "Current planned range size.", ["chain"], registry=REGISTRY
 )
+COMMITS_REFUSED = Counter(
+    "indexer_commits_refused_total",
+    "Commits Postgres refused: reason conflict (another writer had the blocks), stale (fetched "
+    "before a reorg repair, or a stored block differs) or duplicate_key (a key twice in the "
+    "rows, or stored without a range record).",
+    ["chain", "reason"],
+    registry=REGISTRY,
+)
 STAGE_SECONDS = Counter(
     "indexer_stage_seconds_total",
     "Wall time spent per pipeline stage (fetch, decode, write).",

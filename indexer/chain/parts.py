@@ -26,6 +26,7 @@ class ChainParts:
     head: HeadWatch
     progress: Progress
     clock: Clock
+    db_wait: float = 300.0  # seconds Postgres may stay unreachable before the run gives up
 
     @property
     def chain(self) -> ChainConfig:
