@@ -1,6 +1,7 @@
 """End-to-end benchmark: a generated anvil chain indexed into Postgres by the real command.
 
     scripts/bench [--logs 1000000] [--dense 100000] [--workers 1,2] [--uniswap-rounds 1500]
+                  [--pooler no,yes,pgbouncer]
 
 Workloads (generated fresh on a local anvil, several transactions per block):
 - ``transfers``: ``--logs`` ERC-20 Transfer logs in blocks of 10,000, plus one block holding
@@ -12,6 +13,11 @@ For each workload and worker count, ``indexer run --once --workers N`` runs into
 database; the figures are events/s over the whole command (start-up included), peak RSS of the
 largest process, and time by stage summed over units. Runs of one workload alternate worker
 counts side by side, so the ratio between them is fair on a noisy machine.
+
+``--pooler``: also alternate the database connection: ``no`` (direct, asyncpg's statement
+cache on: the default on a direct connection), ``yes`` (direct, as behind a pooler: no
+statement cache), ``pgbouncer`` (through a PgBouncer in transaction mode started in front of
+the server, found out at connect).
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ def args() -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=1, help="runs per worker count (best is kept)")
     p.add_argument("--uniswap-rounds", type=int, default=6000,
                    help="traffic rounds of the Uniswap workload (0 to skip)")
+    p.add_argument("--pooler", default="",
+                   help="connections to compare: no,yes,pgbouncer (default: the default)")
     p.add_argument("--json", type=Path, help="also write the results here")
     return p.parse_args()
 
@@ -69,8 +77,15 @@ def generate_uniswap(node: Anvil, rounds: int) -> dict[str, int]:
     return {"head": head, "generate_seconds": round(time.perf_counter() - t0, 1)}
 
 
-def run_once(chain: Path, workers: int, admin_url: str, rpc_url: str) -> dict[str, float]:
-    stderr, wall = timed_run(chain, rpc_url, admin_url, ["--workers", str(workers)])
+def run_once(chain: Path, workers: int, admin_url: str, rpc_url: str,
+             pooler: str = "") -> dict[str, float]:
+    env, through = {}, None
+    if pooler in ("no", "yes"):
+        env["INDEXER_DB_POOLER"] = pooler
+    elif pooler == "pgbouncer":
+        through = _pgbouncer(admin_url)
+    stderr, wall = timed_run(chain, rpc_url, admin_url, ["--workers", str(workers)], env,
+                             through)
     events = events_in(stderr)
     stages = [0.0, 0.0, 0.0]
     for m in STAGE.findall(stderr):
@@ -88,17 +103,44 @@ def run_once(chain: Path, workers: int, admin_url: str, rpc_url: str) -> dict[st
     }
 
 
-def bench(name: str, node: Anvil, chain: Path, counts: list[int], repeat: int) -> list[dict]:
+_BOUNCERS: dict[str, object] = {}
+
+
+def _pgbouncer(admin_url: str):  # type: ignore[no-untyped-def]
+    """A PgBouncer (transaction mode) in front of the admin URL's server, started once; the
+    function giving a database's URL through it."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from tests.support.pgcluster import PgBouncer
+
+    parts = urlsplit(admin_url)
+    bouncer = _BOUNCERS.get(admin_url)
+    if bouncer is None:
+        bouncer = _BOUNCERS[admin_url] = PgBouncer(parts.port or 5432, pool_size=20).start()
+
+    def through(url: str) -> str:
+        p = urlsplit(url)
+        return urlunsplit(p._replace(netloc=f"postgres@127.0.0.1:{bouncer.port}"))  # type: ignore[attr-defined]
+
+    return through
+
+
+def bench(name: str, node: Anvil, chain: Path, counts: list[int], repeat: int,
+          poolers: list[str]) -> list[dict]:
     admin = database_url_for_tests()
-    best: dict[int, dict] = {}
+    best: dict[tuple[int, str], dict] = {}
     for _ in range(repeat):
-        for n in counts:  # alternate so both see the same machine
-            r = run_once(chain, n, admin, node.url)
-            print(f"  {name} workers={n}: {r['events']:,} events in {r['seconds']}s = "
-                  f"{r['events_per_second']:,}/s, peak RSS {r['peak_rss_mb']} MB", flush=True)
-            if n not in best or r["events_per_second"] > best[n]["events_per_second"]:
-                best[n] = r
-    return [dict(best[n], workload=name) for n in counts]
+        for n in counts:  # alternate so all see the same machine
+            for pooler in poolers:
+                r = run_once(chain, n, admin, node.url, pooler)
+                print(f"  {name} workers={n}{f' pooler={pooler}' if pooler else ''}: "
+                      f"{r['events']:,} events in {r['seconds']}s = {r['events_per_second']:,}/s,"
+                      f" peak RSS {r['peak_rss_mb']} MB", flush=True)
+                key = (n, pooler)
+                if key not in best or r["events_per_second"] > best[key]["events_per_second"]:
+                    best[key] = r
+    return [dict(best[(n, p)], workload=f"{name} ({p})" if p else name)
+            for n in counts for p in poolers]
 
 
 def table(rows: list[dict]) -> str:
@@ -118,6 +160,7 @@ def table(rows: list[dict]) -> str:
 def main() -> int:
     a = args()
     counts = [int(x) for x in a.workers.split(",")]
+    poolers = [x.strip() for x in a.pooler.split(",")] if a.pooler else [""]
     tmp = REPO / ".cache" / "bench"
     tmp.mkdir(parents=True, exist_ok=True)
     chain = write_chain(tmp / "anvil.yaml", get_logs_max_range=100)
@@ -126,12 +169,14 @@ def main() -> int:
     with Anvil(gas_limit=2_000_000_000, extra_args=["--disable-code-size-limit"]) as node:
         info = generate_transfers(node, a.logs, a.dense)
         print(f"transfers chain: {info}", flush=True)
-        rows += bench("transfers", node, chain, counts, a.repeat)
+        rows += bench("transfers", node, chain, counts, a.repeat, poolers)
     if a.uniswap_rounds:
         with Anvil(gas_limit=2_000_000_000) as node:
             info = generate_uniswap(node, a.uniswap_rounds)
             print(f"uniswap chain: {info}", flush=True)
-            rows += bench("uniswap", node, chain, counts, a.repeat)
+            rows += bench("uniswap", node, chain, counts, a.repeat, poolers)
+    for bouncer in _BOUNCERS.values():
+        bouncer.stop()  # type: ignore[attr-defined]
     print()
     print(table(rows))
     if a.json:

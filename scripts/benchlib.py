@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,12 +21,14 @@ EVENTS = re.compile(r"; ([\d,]+) events in")
 
 
 def timed_run(chain: Path, rpc_url: str, admin_url: str, args: Sequence[str] = (),
-              env: Mapping[str, str] | None = None) -> tuple[str, float]:
+              env: Mapping[str, str] | None = None,
+              through: Callable[[str], str] | None = None) -> tuple[str, float]:
     """Run ``indexer run --chain CHAIN --once ARGS`` into a fresh database (dropped after);
-    its stderr and wall seconds. Exits with the error when the run fails."""
+    its stderr and wall seconds. ``through``: the URL the indexer gets for the database's
+    (e.g. a pooler in front of it). Exits with the error when the run fails."""
     url = asyncio.run(fresh_database(admin_url, prefix="bench"))
-    full_env = dict(os.environ, DATABASE_URL=url, ANVIL_RPC_URL=rpc_url, INDEXER_METRICS_PORT="0",
-                    **(env or {}))
+    full_env = dict(os.environ, DATABASE_URL=through(url) if through else url,
+                    ANVIL_RPC_URL=rpc_url, INDEXER_METRICS_PORT="0", **(env or {}))
     cmd = [sys.executable, "-m", "indexer", "run", "--chain", str(chain), "--once", *args]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=full_env, capture_output=True, text=True, cwd=REPO)

@@ -10,12 +10,14 @@ records the holder, its term and until when it holds it.
 - release: the holder steps down (on stop), so another process takes over at once.
 
 A ``LeaderBoard`` (``lease.leadership``) for one chain; ``chain`` and ``group`` arguments are
-taken as given (the live tail's).
+taken as given (the live tail's). Each call gives up after a third of the TTL (a connection
+that hangs counts as a failed renewal, not as a renewal that may still come).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from indexer.lease.board import Lease, LeaseLost, new_token
 from indexer.sink.database import Database
@@ -28,9 +30,14 @@ class PostgresLeadership:
         self.chain_id = chain_id
         self.ttl = ttl
 
+    async def _one(self, sql: str, *args: Any) -> Any:
+        timeout = self.ttl / 3
+        async with self.db.pool.acquire(timeout=timeout) as conn:
+            return await conn.fetchval(sql, *args, timeout=timeout)
+
     async def claim(self, chain: str, group: str, candidates: Sequence[BlockRange], size: int,
                     worker: str) -> Lease | None:
-        term = await self.db.pool.fetchval(
+        term = await self._one(
             "UPDATE indexer.chains SET live_fence = live_fence + 1, live_holder = $2,"
             " live_expires = now() + make_interval(secs => $3)"
             " WHERE chain_id = $1 AND (live_holder IS NULL OR live_expires IS NULL"
@@ -41,7 +48,7 @@ class PostgresLeadership:
         return Lease(chain, group, BlockRange(0, 0), new_token(), int(term), worker)
 
     async def extend(self, lease: Lease) -> None:
-        kept = await self.db.pool.fetchval(
+        kept = await self._one(
             "UPDATE indexer.chains SET live_expires = now() + make_interval(secs => $4)"
             " WHERE chain_id = $1 AND live_holder = $2 AND live_fence = $3 RETURNING 1",
             self.chain_id, lease.worker, lease.fence, self.ttl)
@@ -50,7 +57,7 @@ class PostgresLeadership:
                             f"(term {lease.fence} is over)")
 
     async def release(self, lease: Lease, done: bool) -> None:
-        await self.db.pool.execute(
+        await self._one(
             "UPDATE indexer.chains SET live_holder = NULL, live_expires = NULL"
-            " WHERE chain_id = $1 AND live_holder = $2 AND live_fence = $3",
+            " WHERE chain_id = $1 AND live_holder = $2 AND live_fence = $3 RETURNING 1",
             self.chain_id, lease.worker, lease.fence)
