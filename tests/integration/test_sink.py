@@ -133,16 +133,19 @@ async def test_a_commit_stalled_in_its_copy_is_ended_and_frees_its_keys(db: Data
     await ensure_partitions(db, 1, [TABLE.name], R(30, 31), 1_000_000)
     stalled = await asyncpg.connect(database_url)
     rows = [_row(30, i) for i in range(20_000)]  # past asyncpg's 512 kB buffer: sent
-    gate = asyncio.Event()
+    gate, sent = asyncio.Event(), asyncio.Event()
 
     async def frozen():  # type: ignore[no-untyped-def]
         for r in rows:
             yield r
+        sent.set()
         await gate.wait()  # the writer stops with its COPY open
 
     stall = asyncio.create_task(stalled.copy_records_to_table(
         block_partition_name(TABLE.name, 1, 0), records=frozen(), schema_name="chaindata"))
     try:
+        await asyncio.wait_for(sent.wait(), 30)
+        await asyncio.sleep(0.3)  # the server inserts what it was sent
         sink = PostgresSink(db, 1, 1_000_000, COLUMNS)
         commit = asyncio.create_task(sink.commit(Batch(R(30, 31), ("T",), {TABLE.name: rows}),
                                                  Writer("w", fence=1)))
