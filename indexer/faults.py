@@ -4,7 +4,9 @@ continued by SIGCONT), ``sleep:SECONDS``. A point fires once per process unless 
 in ``!`` (``kill!`` etc. fire every time). Unset, a point costs one dictionary lookup.
 
 Points: ``after_fetch`` (logs fetched, not decoded), ``after_decode``, ``before_commit`` (before
-the transaction opens), ``after_copy`` (rows copied, transaction not committed).
+the transaction opens), ``during_copy`` (half of a table's rows sent in a COPY: the server waits
+for the rest; ``sleep`` here blocks the whole process, as a frozen host would), ``after_copy``
+(rows copied, transaction not committed).
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _PLAN: dict[str, str] = {}
 
@@ -24,18 +31,46 @@ def configure(spec: str) -> None:
         _PLAN[name.strip()] = action.strip()
 
 
-async def point(name: str) -> None:
+def _take(name: str) -> str | None:
     action = _PLAN.get(name)
     if not action:
-        return
+        return None
     if not action.endswith("!"):
         del _PLAN[name]
     action = action.rstrip("!")
+    if action in ("kill", "stop") or action.startswith("sleep:"):
+        return action
+    raise ValueError(f"INDEXER_FAULTS: unknown action {action!r} at {name}")
+
+
+def _act(action: str) -> float:
+    """Carry out ``kill`` or ``stop``; the seconds of a ``sleep``."""
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     elif action == "stop":
         os.kill(os.getpid(), signal.SIGSTOP)
-    elif action.startswith("sleep:"):
-        await asyncio.sleep(float(action.split(":", 1)[1]))
     else:
-        raise ValueError(f"INDEXER_FAULTS: unknown action {action!r} at {name}")
+        return float(action.split(":", 1)[1])
+    return 0.0
+
+
+async def point(name: str) -> None:
+    action = _take(name)
+    if action is not None and (seconds := _act(action)):
+        await asyncio.sleep(seconds)
+
+
+def records(name: str, rows: Sequence[T]) -> Iterable[T]:
+    """``rows`` as they are, or, when ``name`` is armed, rows that act half-way through."""
+    if name not in _PLAN or len(rows) < 2:
+        return rows
+    return _acting(name, rows)
+
+
+def _acting(name: str, rows: Sequence[T]) -> Iterator[T]:
+    half = len(rows) // 2
+    yield from rows[:half]
+    action = _take(name)
+    if action is not None and (seconds := _act(action)):
+        time.sleep(seconds)  # the process freezes in the middle of its COPY
+    yield from rows[half:]

@@ -65,6 +65,14 @@ RANGES_DONE = Counter(
 RANGE_SIZE_BLOCKS = Gauge(
     "indexer_range_size_blocks", "Current planned range size.", ["chain"], registry=REGISTRY
 )
+COMMITS_REFUSED = Counter(
+    "indexer_commits_refused_total",
+    "Commits Postgres refused: reason conflict (another writer had the blocks), stale (fetched "
+    "before a reorg repair, or a stored block differs) or duplicate_key (a key twice in the "
+    "rows, or stored without a range record).",
+    ["chain", "reason"],
+    registry=REGISTRY,
+)
 STAGE_SECONDS = Counter(
     "indexer_stage_seconds_total",
     "Wall time spent per pipeline stage (fetch, decode, write).",
@@ -189,6 +197,7 @@ VERIFY_MISMATCHED_ROWS = Counter(
 # the chain starts, so that rate() and increase() in alerts and panels read 0 until the first
 # event instead of nothing (a counter born at 1 also loses that first increment).
 ANSWER_REJECT_REASONS = ("malformed", "range", "filter", "block_hash", "bloom", "log_index")
+COMMIT_REFUSE_REASONS = ("conflict", "stale", "duplicate_key")
 RPC_OUTCOMES = ("ok", "error", "range_too_large", "rate_limited", "node_behind", "timeout")
 RPC_METHODS = ("eth_chainId", "eth_blockNumber", "eth_getBlockByNumber", "eth_getLogs",
                "eth_getBlockReceipts", "eth_syncing")  # what a run asks in its normal course

@@ -18,6 +18,8 @@ from indexer.rpc.client import DEFAULT_TIMEOUT as DEFAULT_RPC_TIMEOUT
 
 DEFAULT_SCHEMA = "chaindata"
 DEFAULT_METRICS_PORT = 9464
+DEFAULT_DB_WAIT = 300.0  # seconds a run waits for an unreachable Postgres before it exits 1
+POOLER_MODES = ("auto", "yes", "no")  # INDEXER_DB_POOLER: detect, behind one, direct
 
 # What Postgres accepts as an identifier without surprises (it is quoted everywhere anyway):
 # letters, digits, underscores; not starting with a digit; at most 63 bytes.
@@ -42,6 +44,8 @@ class Settings:
     rpc_timeout: float = DEFAULT_RPC_TIMEOUT
     live_trace: str | None = None  # a file the live tail appends one line per block to
     faults: str = ""  # fault points for tests (see faults.py)
+    db_wait: float = DEFAULT_DB_WAIT
+    db_pooler: str = "auto"  # behind a transaction pooler (PgBouncer): no prepared statements
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,11 +72,22 @@ class Settings:
                                 3600.0),
             live_trace=text("INDEXER_LIVE_TRACE"),
             faults=text("INDEXER_FAULTS") or "",
+            db_wait=_number(env, "INDEXER_DB_WAIT", DEFAULT_DB_WAIT, float, 0.0, 86_400.0),
+            db_pooler=_choice(env, "INDEXER_DB_POOLER", POOLER_MODES),
         )
 
     def worker_id(self) -> str:
         """This worker's name in leases, range records and status."""
         return self.worker or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return choices[0]
+    if raw not in choices:
+        raise SettingsError(f"{name}={raw!r} is not one of {', '.join(choices)}")
+    return raw
 
 
 def _number(env: Mapping[str, str], name: str, default: N, kind: type[N],

@@ -6,14 +6,22 @@ Every unit is leased on the board before it is fetched (``lease.claims``) and co
 its range record in one transaction (``worker``); the watermark is the highest block below
 which every source is done. The live tail runs beside this loop (started by the composer); it
 calls ``replan`` after a repair changed what is done.
+
+Postgres gone away is waited for (``retry.Patience``: each attempt logged, at most
+``INDEXER_DB_WAIT`` in a row), on every path that reads or writes it. A unit whose commit is
+refused again after what is done was re-read (a conflict the refresh does not explain, a
+stale stored block, a key twice in its rows) is held back with a growing delay, counted
+(``indexer_commits_refused_total``) and logged; a bounded run (``--once``, ``--until``) gives up
+on it after ``GIVE_UP_AFTER`` refusals in a row.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from indexer import metrics
 from indexer.backfill.pacing import Pacer
@@ -22,6 +30,7 @@ from indexer.backfill.worker import (
     Conflict,
     GiveBack,
     Outcome,
+    Refused,
     Retry,
     Shrink,
     UnitWorker,
@@ -31,11 +40,17 @@ from indexer.chain.fetch import Fetched
 from indexer.chain.parts import ChainParts
 from indexer.lease.claims import Claims
 from indexer.plan import Unit, todo
-from indexer.retry import TRANSIENT, backoff
+from indexer.retry import TRANSIENT, Patience, backoff, patiently
+from indexer.sink.api import DatabaseUnavailable, SinkError
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 COMPACT_EVERY = 500  # commits between merges of adjacent range records
+GIVE_UP_AFTER = 8  # refusals in a row of one unit after which a bounded run fails
+CONFLICT_BACKOFF = (1.0, 60.0)  # base and cap (s) of holding back a unit refused again
+DUPLICATE_BACKOFF = (5.0, 300.0)  # the same for rows with a key twice
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +81,8 @@ class Backfill:
         self.worker = UnitWorker(parts, claims, worker, self._fetched)
         self.planned_at = 0.0
         self.failures = 0  # consecutive failed units, for the back-off
+        self.refusals: dict[tuple[int, str | None], int] = {}  # unit start -> refused in a row
+        self.db = Patience(parts.db_wait, parts.clock, parts.name)
         self.commits = 0
         self._replan = False  # what is done changed under the plan (a repair): plan again
         self._wake = asyncio.Event()  # a unit ended, or the plan changed
@@ -79,7 +96,7 @@ class Backfill:
             while True:
                 raise_if_cancelled()
                 if self.opt.shared:
-                    await self.parts.state.reload(self.parts.sink)
+                    await self._reload()
                 self._plan(target)
                 await self._drain()
                 if self.opt.once or (self.opt.until is not None and target >= self.opt.until):
@@ -95,8 +112,16 @@ class Backfill:
         self._wake.set()
 
     def backlog(self) -> int:
-        """Units planned or leased and not yet done."""
-        return len(self.claims.pending) + len(self.claims.leases)
+        """Units planned, leased or held back, and not yet done."""
+        return len(self.claims.pending) + len(self.claims.leases) + len(self.claims.held)
+
+    async def _patiently(self, doing: str, call: Callable[[], Awaitable[T]]) -> T:
+        return await patiently(self.db, doing, call)
+
+    async def _reload(self) -> None:
+        """Re-read what is done (every worker's commits), waiting for Postgres if need be."""
+        p = self.parts
+        await self._patiently("re-reading what is done", lambda: p.state.reload(p.sink))
 
     async def _target(self, wait: bool) -> int:
         """The block to index up to now; with ``wait``, waits for the safe head to move past
@@ -109,7 +134,7 @@ class Backfill:
             if not wait or target > p.progress.target or self._replan:
                 return target
             if self.opt.shared and self._since_planned() > self.opt.refresh_interval:
-                await p.state.reload(p.sink)  # other workers' commits move the watermark too
+                await self._reload()  # other workers' commits move the watermark too
                 p.watermark_moved()
                 self.planned_at = p.clock.monotonic()
             await p.clock.sleep(self._poll_interval())
@@ -134,16 +159,18 @@ class Backfill:
 
     async def _refresh(self) -> None:
         """Learn what the other workers committed and plan again."""
-        await self.parts.state.reload(self.parts.sink)
+        await self._reload()
         self._plan(self.parts.progress.target)
 
     async def _drain(self) -> None:
         """Run the planned units until none is left: claim within the budget, run, apply."""
         tasks: set[asyncio.Task[None]] = set()
         try:
-            while self.claims.pending or tasks:
+            while self.claims.pending or tasks or self.claims.held:
                 raise_if_cancelled()
                 self._wake.clear()
+                if self.claims.release_due(self.parts.clock.monotonic()):
+                    self._plan(self.parts.progress.target)  # held-back units are due again
                 while True:  # the pacer bounds the units in flight
                     unit = await self._claim()
                     if unit is None:
@@ -197,8 +224,13 @@ class Backfill:
         return self.parts.state.reach(self.parts.catalog.discovery_keys(factory))
 
     async def _idle(self) -> None:
-        """Nothing can be claimed: other workers hold the rest, or children wait for discovery.
-        Wait for a unit of ours to end, or look at Postgres again."""
+        """Nothing can be claimed: other workers hold the rest, or children wait for discovery,
+        or units are held back. Wait for a unit of ours to end, or look at Postgres again."""
+        due = self.claims.next_due()
+        if due is not None and not self.claims.pending:
+            clock = self.parts.clock
+            await clock.sleep(min(1.0, max(0.0, due - clock.monotonic())))
+            return
         self._wake.clear()
         try:
             await asyncio.wait_for(self._wake.wait(), timeout=0.2 if self.opt.shared else 0.5)
@@ -232,16 +264,28 @@ class Backfill:
         name = p.name
         match outcome:
             case Committed(result, write_seconds):
+                self.db.ok()
+                self.refusals.pop(_key(unit), None)
                 self._committed(unit, result, write_seconds)
                 self.failures = 0
                 await self._compact()
             case Conflict(reason, stale):
+                self.db.ok()
+                reason_label = "stale" if stale else "conflict"
+                metrics.COMMITS_REFUSED.labels(chain=name, reason=reason_label).inc()
                 if stale:
                     log.info("%s: %s", name, reason)
                 else:
                     log.info("%s: %s (another writer did it; skipping)", name, reason)
                 await self.claims.finish(unit, done=False)  # so that the plan can hold it
                 await self._refresh()
+                if self._still_planned(unit):  # the refresh does not explain the refusal
+                    self._hold_back(unit, reason, CONFLICT_BACKOFF)
+            case Refused(error):
+                self.db.ok()
+                metrics.COMMITS_REFUSED.labels(chain=name, reason="duplicate_key").inc()
+                await self.claims.finish(unit, done=False)
+                self._hold_back(unit, str(error), DUPLICATE_BACKOFF, level=logging.ERROR)
             case GiveBack(reason):
                 log.warning("%s: blocks %s not committed: %s", name, unit.range, reason)
                 self.claims.give_back(unit)
@@ -249,6 +293,10 @@ class Backfill:
                 size = self.pacer.too_large(unit)
                 log.info("%s: blocks %s: %s; retrying %d blocks at a time", name, unit.range,
                          reason, size)
+                self.claims.give_back(unit)
+            case Retry(error) if isinstance(error, DatabaseUnavailable):
+                await self.claims.finish(unit, done=False)  # others may take it meanwhile
+                await self.db.wait(error, f"committing blocks {unit.range}")
                 self.claims.give_back(unit)
             case Retry(error):
                 self.failures += 1
@@ -258,6 +306,30 @@ class Backfill:
                 await self.claims.finish(unit, done=False)  # others may take it meanwhile
                 await p.clock.sleep(delay)
                 self.claims.give_back(unit)
+
+    def _still_planned(self, unit: Unit) -> bool:
+        """Whether all of ``unit``'s blocks are still to do after re-reading what is done: then
+        no other writer explains its refusal."""
+        rng = unit.range
+        planned = sum(max(0, min(u.range.end, rng.end) - max(u.range.start, rng.start) + 1)
+                      for u in self.claims.pending if u.factory == unit.factory)
+        return planned >= len(rng)
+
+    def _hold_back(self, unit: Unit, reason: str, delays: tuple[float, float],
+                   level: int = logging.WARNING) -> None:
+        """The commit of ``unit`` was refused again: keep its blocks out of the plan for a
+        growing while (a bounded run gives up after GIVE_UP_AFTER refusals in a row)."""
+        p = self.parts
+        key = _key(unit)
+        n = self.refusals[key] = self.refusals.get(key, 0) + 1
+        if n >= GIVE_UP_AFTER and (self.opt.once or self.opt.until is not None):
+            raise SinkError(f"{p.name}: blocks {unit.range} refused {n} times in a row, giving "
+                            f"up: {reason}")
+        delay = backoff(n, base=delays[0], cap=delays[1])
+        log.log(level, "%s: blocks %s refused (%d in a row): %s; trying them again in %.0fs",
+                p.name, unit.range, n, reason, delay)
+        self.claims.hold(unit, p.clock.monotonic() + delay)
+        metrics.BACKLOG_RANGES.labels(chain=p.name).set(self.backlog())
 
     def _committed(self, unit: Unit, result: Fetched, write_seconds: float) -> None:
         p = self.parts
@@ -285,6 +357,14 @@ class Backfill:
     async def _compact(self) -> None:
         self.commits += 1
         if self.commits % COMPACT_EVERY == 0:
-            merged = await self.parts.sink.compact()
+            try:
+                merged = await self.parts.sink.compact()
+            except DatabaseUnavailable as e:  # tidying only: the next round does it
+                log.warning("%s: range records not merged: %s", self.parts.name, e)
+                return
             if merged:
                 log.debug("%s: merged %d range records", self.parts.name, merged)
+
+
+def _key(unit: Unit) -> tuple[int, str | None]:
+    return (unit.range.start, unit.factory)

@@ -18,7 +18,7 @@ from indexer.lease.claims import Claims
 from indexer.plan import Unit
 from indexer.retry import TRANSIENT, is_transient
 from indexer.rpc.errors import AnswerTooLarge
-from indexer.sink.api import Batch, RangeConflict, StaleBranch, Writer
+from indexer.sink.api import Batch, DuplicateKey, RangeConflict, StaleBranch, Writer
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,16 @@ class Retry:
     error: BaseException
 
 
-Outcome = Committed | Conflict | GiveBack | Shrink | Retry
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Not committed: the database refused the rows themselves (``DuplicateKey``: a key twice
+    in the batch, or one stored without a record). Not a race: fetch it again only after a
+    while, and say so."""
+
+    error: DuplicateKey
+
+
+Outcome = Committed | Conflict | GiveBack | Shrink | Retry | Refused
 
 
 class UnitWorker:
@@ -94,6 +103,8 @@ class UnitWorker:
             return Shrink(e.detail)
         except LeaseLost as e:
             return GiveBack(str(e))
+        except DuplicateKey as e:
+            return Refused(e)
         except StaleBranch as e:
             return Conflict(str(e), stale=True)
         except RangeConflict as e:  # a race with another worker or the live tail: no harm

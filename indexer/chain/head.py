@@ -10,7 +10,7 @@ from indexer import metrics
 from indexer.chain.progress import Progress
 from indexer.chain.source import ChainSource
 from indexer.clock import Clock
-from indexer.rpc.errors import RpcError
+from indexer.retry import TRANSIENT
 from indexer.types import BlockHeader
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,6 @@ class HeadWatch:
                 if mark_time is not None and self.time is not None:
                     self.lag_seconds = max(0, self.time - mark_time[1])
                     metrics.LAG_SECONDS.labels(chain=self.progress.chain).set(self.lag_seconds)
-            except RpcError as e:
+            except TRANSIENT as e:  # the loops that need the head retry on their own
                 log.debug("%s: head watch: %s", self.progress.chain, e)
             await self.clock.sleep(WATCH_EVERY)

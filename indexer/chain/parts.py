@@ -18,12 +18,15 @@ class ChainParts:
     """``catalog``: what is indexed, frozen; replaced as a whole when the chain file is
     reloaded (``retarget``), which the loops see at their next look. ``state``: what is done
     (its one owner). ``source``: the node. ``sink``: the database, bound to this chain.
-    ``fetcher``: fetch and decode units through ``source``."""
+    ``fetcher``: fetch and decode units through ``source``. ``db_wait``: seconds Postgres may
+    stay unreachable before the run gives up."""
 
-    __slots__ = ("_catalog", "clock", "fetcher", "head", "progress", "sink", "source", "state")
+    __slots__ = ("_catalog", "clock", "db_wait", "fetcher", "head", "progress", "sink", "source",
+                 "state")
 
     def __init__(self, catalog: Catalog, state: ChainState, source: ChainSource, sink: Sink,
-                 fetcher: Fetcher, head: HeadWatch, progress: Progress, clock: Clock) -> None:
+                 fetcher: Fetcher, head: HeadWatch, progress: Progress, clock: Clock,
+                 db_wait: float = 300.0) -> None:
         self._catalog = catalog
         self.state = state
         self.source = source
@@ -32,6 +35,7 @@ class ChainParts:
         self.head = head
         self.progress = progress
         self.clock = clock
+        self.db_wait = db_wait
 
     @property
     def catalog(self) -> Catalog:

@@ -1,4 +1,5 @@
-"""One process's share of a chain's work: the units it knows are left, and the leases it holds.
+"""One process's share of a chain's work: the units it knows are left, the leases it holds, and
+the units it holds back for a while (their commit was refused again and again).
 
 Every unit this process works on is leased first on the board (shared by every worker of the
 chain when the board is Redis, or the board of the ``--workers`` parent). A unit whose lease is
@@ -42,6 +43,7 @@ class Claims:
         self.ttl = ttl
         self.pending: list[Unit] = []
         self.leases: dict[Unit, Lease] = {}
+        self.held: dict[Unit, float] = {}  # held back until this (monotonic) time
         self.lost: set[str] = set()
         self.confirmed: dict[str, float] = {}  # token -> monotonic time the board last agreed
         self.workers_alive = 1
@@ -49,8 +51,9 @@ class Claims:
     # -- the plan ------------------------------------------------------------------------------
 
     def replan(self, units: list[Unit]) -> None:
-        """Units left according to Postgres, less what this process holds right now."""
-        mine = [u for u in self.leases]
+        """Units left according to Postgres, less what this process holds (leased or held
+        back) right now."""
+        mine = [*self.leases, *self.held]
         out: list[Unit] = []
         for u in units:
             parts = [u.range]
@@ -63,6 +66,28 @@ class Claims:
 
     def give_back(self, unit: Unit) -> None:
         bisect.insort(self.pending, unit, key=_key)
+
+    def hold(self, unit: Unit, until: float) -> None:
+        """Keep ``unit``'s blocks out of the plan until ``until`` (monotonic seconds)."""
+        self.held[unit] = until
+        out: list[Unit] = []
+        for u in self.pending:
+            if u.factory != unit.factory:
+                out.append(u)
+                continue
+            out.extend(Unit(r, u.sources, u.factory) for r in subtract(u.range, [unit.range]))
+        self.pending = out
+
+    def release_due(self, now: float) -> bool:
+        """Stop holding back the units whose time came; whether there were any (the plan must
+        then be made again to hold them)."""
+        due = [u for u, until in self.held.items() if until <= now]
+        for u in due:
+            del self.held[u]
+        return bool(due)
+
+    def next_due(self) -> float | None:
+        return min(self.held.values(), default=None)
 
     def _take(self, rng: BlockRange, factory: str | None) -> Unit:
         """Remove ``rng`` from the pending unit that holds it; the unit for ``rng``."""

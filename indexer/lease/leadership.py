@@ -1,5 +1,7 @@
 """One holder at a time: a lease of its own group on the lease board, held for as long as the
-holder renews it (the live tail of a chain is led this way)."""
+holder renews it (the live tail of a chain is led this way). The board may be any
+``LeaderBoard``: the lease board, or Postgres itself for processes that share no board
+(``indexer.sink.leader``)."""
 
 from __future__ import annotations
 
@@ -7,17 +9,31 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
+from typing import Protocol
 
 from indexer.cancel import raise_if_cancelled
-from indexer.lease.board import Lease, LeaseBoard, LeaseLost
+from indexer.lease.board import Lease, LeaseLost
 from indexer.retry import TRANSIENT
 from indexer.types import BlockRange
 
 log = logging.getLogger(__name__)
 
 
+class LeaderBoard(Protocol):
+    """What leadership needs of a board (``LeaseBoard`` has it)."""
+
+    async def claim(
+        self, chain: str, group: str, candidates: Sequence[BlockRange], size: int, worker: str
+    ) -> Lease | None: ...
+
+    async def extend(self, lease: Lease) -> None: ...
+
+    async def release(self, lease: Lease, done: bool) -> None: ...
+
+
 class Leadership:
-    def __init__(self, board: LeaseBoard, chain: str, group: str, worker: str, ttl: float,
+    def __init__(self, board: LeaderBoard, chain: str, group: str, worker: str, ttl: float,
                  what: str) -> None:
         self.board = board
         self.chain = chain
@@ -35,7 +51,8 @@ class Leadership:
                 lease = await self.board.claim(
                     self.chain, self.group, [BlockRange(0, 0)], 1, self.worker)
             except TRANSIENT as e:
-                log.warning("%s: %s: lease board unreachable: %s", self.chain, self.what, e)
+                log.warning("%s: %s: cannot ask who leads (%s: %s); asking again in %.0fs",
+                            self.chain, self.what, type(e).__name__, e, self.ttl / 3)
                 lease = None
             if lease is not None:
                 return lease
@@ -56,8 +73,8 @@ class Leadership:
                 renewed = time.monotonic()
             except TRANSIENT as e:
                 if time.monotonic() - renewed > self.ttl * 0.8:
-                    raise LeaseLost(f"lease board unreachable for {self.ttl * 0.8:.0f}s: "
-                                    f"{e}") from e
+                    raise LeaseLost(f"leadership not renewed for {self.ttl * 0.8:.0f}s: "
+                                    f"{type(e).__name__}: {e}") from e
 
     async def release(self, lease: Lease) -> None:
         with contextlib.suppress(LeaseLost, *TRANSIENT):

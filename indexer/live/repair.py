@@ -18,7 +18,7 @@ from indexer.chain.parts import ChainParts
 from indexer.lease.board import LeaseBoard
 from indexer.live.reorgs import RepairRefused, Undo, refuse
 from indexer.live.window import Window
-from indexer.retry import TRANSIENT
+from indexer.retry import TRANSIENT, Patience, patiently
 from indexer.rpc.errors import RpcError
 from indexer.sink.api import Repair
 from indexer.types import BlockRange
@@ -63,14 +63,9 @@ class Repairer:
         # With finality_depth 0 the backfill goes on from the fork; else the live tail does.
         self.window.cut_above(keep, order.fork if depth_limit > 0 else None)
         p.state.forget_above(keep)
-        while True:  # what is done must be re-read before anything else is planned
-            try:
-                await p.state.reload(p.sink)
-                break
-            except TRANSIENT as e:
-                log.warning("%s: live tail: re-reading what is done after the repair: %s",
-                            p.name, e)
-                await p.clock.sleep(1.0)
+        # What is done must be re-read before anything else is planned.
+        await patiently(Patience(p.db_wait, p.clock, p.name), "re-reading what is done after a "
+                        "repair", lambda: p.state.reload(p.sink))
         p.watermark_moved()
         self.on_repair(BlockRange(keep + 1, max(keep + 1, old_tip)))
 

@@ -14,14 +14,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from indexer.backfill.loop import BackfillOptions
+from indexer.cancel import raise_if_cancelled
 from indexer.chain.catalog import build_catalog
 from indexer.chain.progress import Progress
+from indexer.clock import SYSTEM
 from indexer.config import ChainConfig
 from indexer.lease.board import LeaseBoard, MemoryLeaseBoard
 from indexer.ops.chain import ChainRun, RunOptions
 from indexer.ops.pgembed import database_url, redact_url
 from indexer.ops.progress import Reporter, summary
 from indexer.ops.web import MetricsServer
+from indexer.retry import TRANSIENT, Patience, patiently
 from indexer.rpc.client import RpcClient
 from indexer.settings import Settings
 from indexer.sink.database import Database
@@ -48,13 +51,9 @@ async def run_chains(chains: Sequence[ChainConfig], request: RunRequest,
     worker = request.worker or settings.worker_id()
     ttl = settings.lease_ttl
     catalogs = [build_catalog(c) for c in chains]  # ABI problems surface before any I/O
-    # Per chain: the units in flight and the live tail's own connection; one for the rest.
-    db = await Database.connect(url, settings.schema,
-                                max_size=max(2, (request.concurrency + 1) * len(chains) + 1),
-                                idle_in_transaction=max(10.0, 2 * ttl))
-    await db.migrate()
+    db, namespace = await open_database(url, settings, len(chains) * (request.concurrency + 1))
     try:
-        board, shared = await make_board(settings, await db.instance_id())
+        board, shared = await make_board(settings, namespace)
     except BaseException:
         await db.close()
         raise
@@ -92,7 +91,8 @@ async def run_chains(chains: Sequence[ChainConfig], request: RunRequest,
                                      concurrency=request.concurrency,
                                      target_logs=request.target_logs, lease_ttl=ttl,
                                      shared=shared),
-            worker=worker, follow=follow, live_trace=settings.live_trace)
+            worker=worker, follow=follow, live_trace=settings.live_trace,
+            leader_in_postgres=not settings.redis_url, db_wait=settings.db_wait)
         rpcs: list[RpcClient] = []
         for catalog in catalogs:
             rpc = RpcClient(catalog.chain.rpc, chain=catalog.chain.name,
@@ -101,10 +101,13 @@ async def run_chains(chains: Sequence[ChainConfig], request: RunRequest,
             runs.append(ChainRun(catalog, db, rpc, board, options, reporter.update,
                                  watch=request.watch))
         server.status = lambda: [r.status() for r in runs]
+        stalls = asyncio.create_task(end_stalls(db, every=ttl / 3))
         try:
             server.ready = True
             results: list[Progress] = list(await asyncio.gather(*(r.run() for r in runs)))
         finally:
+            stalls.cancel()
+            await asyncio.gather(stalls, return_exceptions=True)
             for rpc in rpcs:
                 await rpc.close()
         reporter.finish()
@@ -133,6 +136,42 @@ async def run_chains(chains: Sequence[ChainConfig], request: RunRequest,
         await server.stop()
         await db.close()
         await board.close()
+
+
+async def open_database(url: str, settings: Settings, in_flight: int) -> tuple[Database, str]:
+    """The pool (``in_flight``: the units in flight and live tails' own connections, one more
+    for the rest), the system tables migrated, and this database's id. Waits for a Postgres
+    that is starting or restarting (INDEXER_DB_WAIT at most)."""
+    patience = Patience(settings.db_wait, SYSTEM, "startup")
+    # A writing transaction may take twice the lease TTL: longer, and its lease is gone anyway.
+    db = await patiently(patience, "connecting", lambda: Database.connect(
+        url, settings.schema, max_size=max(2, in_flight + 1),
+        tx_timeout=max(10.0, 2 * settings.lease_ttl), pooler=settings.db_pooler))
+    try:
+        await patiently(patience, "migrating the system tables", db.migrate)
+        return db, await patiently(patience, "reading the instance id", db.instance_id)
+    except BaseException:
+        await db.close()
+        raise
+
+
+async def end_stalls(db: Database, every: float) -> None:
+    """Every ``every`` seconds, end the commits stalled in their COPY for longer than a writing
+    transaction may take (their worker froze in the middle, e.g. a paused host): their key locks
+    would block the worker that takes their range over, for ever (Postgres applies no timeout to
+    a COPY waiting for data)."""
+    while True:
+        raise_if_cancelled()
+        await asyncio.sleep(every)
+        try:
+            ended = await db.end_stalled_copies(db.tx_timeout)
+        except TRANSIENT as e:
+            log.debug("stalled commits not looked for: %s", e)
+            continue
+        for pid, seconds in ended:
+            log.warning("ended a commit stalled in its COPY for %.0fs (Postgres backend %d): "
+                        "its writer stopped sending; its blocks are free for another worker",
+                        seconds, pid)
 
 
 def dump_tasks() -> None:

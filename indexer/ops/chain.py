@@ -26,13 +26,15 @@ from indexer.chain.progress import Progress
 from indexer.chain.state import ChainState
 from indexer.clock import SYSTEM, Clock
 from indexer.config import ChainConfig, ConfigError, load_chain
-from indexer.lease.board import LeaseBoard
+from indexer.lease.board import LIVE_TTL, LeaseBoard
 from indexer.lease.claims import Claims
 from indexer.live.follower import LiveFollower
 from indexer.ops.attach import attach
 from indexer.ops.readiness import ChainStatus, EventStatus, LiveStatus
+from indexer.retry import Patience, patiently
 from indexer.rpc.client import RpcClient
 from indexer.sink.database import Database
+from indexer.sink.leader import PostgresLeadership
 from indexer.sink.postgres import PostgresSink
 from indexer.sink.tables import ensure_event_tables
 from indexer.types import BlockRange
@@ -47,6 +49,8 @@ class RunOptions:
     worker: str = "local"
     follow: bool = True  # run the live tail (not with --once / --until)
     live_trace: str | None = None
+    leader_in_postgres: bool = False  # no board shared by every process: Postgres decides
+    db_wait: float = 300.0  # seconds Postgres may stay unreachable (INDEXER_DB_WAIT)
 
 
 class ChainRun:
@@ -64,7 +68,7 @@ class ChainRun:
         self.parts = ChainParts(
             catalog=catalog, state=ChainState(catalog.sources), source=rpc, sink=sink,
             fetcher=Fetcher(catalog, rpc), head=HeadWatch(rpc, progress, clock),
-            progress=progress, clock=clock,
+            progress=progress, clock=clock, db_wait=options.db_wait,
         )
         bf = options.backfill
         self.claims = Claims(chain.name, board, options.worker, chain.partition_blocks,
@@ -79,9 +83,11 @@ class ChainRun:
         self.watch = watch
         self.live: LiveFollower | None = None
         if options.follow:
+            leader = (PostgresLeadership(db, chain.chain_id, LIVE_TTL)
+                      if options.leader_in_postgres else None)
             self.live = LiveFollower(self.parts, board, options.worker,
                                      on_repair=self._repaired, trace=options.live_trace,
-                                     on_committed=self.verifier.committed)
+                                     leader=leader, on_committed=self.verifier.committed)
 
     def _repaired(self, rng: BlockRange) -> None:
         """A reorg repair replaced ``rng``: the backfill plans again, re-commits are checked."""
@@ -110,15 +116,19 @@ class ChainRun:
                 f"the chain file points at the wrong network"
             )
         genesis = await self.rpc.get_header(0)
-        await self.db.register_chain(
+        # Postgres may be restarting: every step waits for it (INDEXER_DB_WAIT at most).
+        patience = Patience(p.db_wait, p.clock, c.name)
+        await patiently(patience, "registering the chain", lambda: self.db.register_chain(
             c.chain_id, c.name, c.partition_blocks, c.finality_depth, c.block_time,
             genesis.hash if genesis is not None else None,
-        )
-        await self._attach(c)
+        ))
+        await patiently(patience, "registering the sources and their tables",
+                        lambda: self._attach(c))
         if not self.options.backfill.shared:  # alone: tidy the records of earlier runs
-            await p.sink.compact()
-        await p.state.reload(p.sink)
-        await self.board.raise_fence(c.name, await p.sink.max_fence())
+            await patiently(patience, "merging range records", p.sink.compact)
+        await patiently(patience, "reading what is done", lambda: p.state.reload(p.sink))
+        fence = await patiently(patience, "reading the highest fence", p.sink.max_fence)
+        await self.board.raise_fence(c.name, fence)
         metrics.CHAIN_INFO.labels(
             chain=c.name, chain_id=str(c.chain_id), block_time_seconds=f"{c.block_time:g}",
             finality_depth=str(c.finality_depth),

@@ -75,7 +75,8 @@ async def _migrate(settings: Settings) -> int:
     from indexer.ops.pgembed import database_url
     from indexer.sink.database import Database
 
-    db = await Database.connect(database_url(settings), settings.schema, max_size=1)
+    db = await Database.connect(database_url(settings), settings.schema, max_size=1,
+                                pooler=settings.db_pooler)
     try:
         applied = await db.migrate()
     finally:
@@ -95,7 +96,8 @@ async def _reset(args: argparse.Namespace, settings: Settings) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing deleted")
             return 1
-    db = await Database.connect(database_url(settings), settings.schema, max_size=1)
+    db = await Database.connect(database_url(settings), settings.schema, max_size=1,
+                                pooler=settings.db_pooler)
     try:
         await db.migrate()
         deleted = await db.reset_chain(chain.chain_id)

@@ -114,7 +114,8 @@ async def chain_report(db: Database, chain: ChainConfig | None, chain_id: int, n
 
 
 async def status(chains: Sequence[str] | None, *, as_json: bool, settings: Settings) -> int:
-    db = await Database.connect(database_url(settings), settings.schema, max_size=2)
+    db = await Database.connect(database_url(settings), settings.schema, max_size=2,
+                                pooler=settings.db_pooler)
     board: LeaseBoard | None = None
     try:
         await db.migrate()
@@ -168,6 +169,8 @@ def print_chain(r: ChainReport) -> None:
             print(f"  leased: {lease.group} {lease.from_block}-{lease.to_block} "
                   f"by {lease.worker} (fence {lease.fence})")
     live = r.live
+    if live.get("leader"):
+        print(f"  live tail led by {live['leader']} (term {live['term']}, recorded in Postgres)")
     if live["tip"] is not None or live["reorgs"]:
         last = live["last_reorg"]
         print(f"  live tail: tip {live['tip'] if live['tip'] is not None else '-'}, "

@@ -36,6 +36,33 @@ class Fenced(Exception):
     """A newer live follower has written: this one lost its leadership and must stop."""
 
 
+class DuplicateKey(Exception):
+    """A commit refused by a primary key for another reason than a second writer: the batch
+    holds two rows with the same (block, log index) (``where`` = "batch": the node answered a
+    log twice, or two logs under one index), or such a row is stored already without any
+    range record over it (``where`` = "stored"). Rolled back; doing it again at once would
+    only fail again."""
+
+    def __init__(self, message: str, table: str, block: int | None, log_index: int | None,
+                 where: str) -> None:
+        super().__init__(message)
+        self.table = table
+        self.block = block
+        self.log_index = log_index
+        self.where = where
+
+
+class DatabaseUnavailable(Exception):
+    """Postgres could not be reached, or dropped the connection (a restart, a failover, a
+    terminated backend, a full connection table). What the operation wrote rolled back, or,
+    for a commit cut off at its very end, went in whole: doing it again is safe either way
+    (a second commit of the same blocks is refused as a conflict)."""
+
+
+class DatabaseGone(SinkError):
+    """Postgres stayed unreachable for longer than the run may wait (``INDEXER_DB_WAIT``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class EventTable:
     """What the sink needs to know of an event table."""

@@ -46,6 +46,7 @@ async def rollback(db: Database, chain_id: int, repair: Repair, fence: int) -> d
     keep = repair.fork_block
     deleted: dict[str, int] = {}
     async with db.pool.acquire() as conn, conn.transaction():
+        await db.bound(conn, statement=False)  # a deep repair may take long; never idle long
         await conn.execute("SELECT pg_advisory_xact_lock($1)", chain_lock_key(chain_id))
         status = await conn.execute(
             "UPDATE indexer.chains SET reorg_epoch = reorg_epoch + 1,"
@@ -97,7 +98,8 @@ async def prune_blocks(db: Database, chain_id: int, below: int) -> int:
 
 
 async def live_summary(db: Database, chain_id: int) -> dict[str, object]:
-    """What ``indexer status`` shows of the live tail: its tip and the reorgs repaired."""
+    """What ``indexer status`` shows of the live tail: its tip, the reorgs repaired, and its
+    leader where Postgres decides it (no Redis) and the leader's time has not run out."""
     tip = await db.pool.fetchval(
         "SELECT max(number) FROM indexer.blocks WHERE chain_id = $1 AND live", chain_id)
     count, deep = await db.pool.fetchrow(
@@ -106,8 +108,13 @@ async def live_summary(db: Database, chain_id: int) -> dict[str, object]:
     last = await db.pool.fetchrow(
         "SELECT detected_at, fork_block, depth, deep, rows_deleted FROM indexer.reorgs"
         " WHERE chain_id = $1 ORDER BY detected_at DESC LIMIT 1", chain_id)
+    leader = await db.pool.fetchrow(
+        "SELECT CASE WHEN live_expires > now() THEN live_holder END AS holder, live_fence"
+        " FROM indexer.chains WHERE chain_id = $1", chain_id)
     return {
         "tip": tip, "reorgs": count, "deep_reorgs": deep,
+        "leader": None if leader is None else leader["holder"],
+        "term": None if leader is None else leader["live_fence"],
         "last_reorg": None if last is None else {
             "at": last["detected_at"].isoformat(), "fork_block": last["fork_block"],
             "depth": last["depth"], "deep": last["deep"], "rows_deleted": last["rows_deleted"],

@@ -8,7 +8,12 @@ Invariants:
   of a log, so a second writer of the same blocks rolls back;
 - the fence, the reorg epoch, the overlap check, the record and the block rows are decided in
   one statement under that lock (its snapshot sees every commit before it);
-- no transaction is open across RPC I/O: the caller fetched and decoded before.
+- no transaction is open across RPC I/O: the caller fetched and decoded before;
+- the transaction is bounded (``Database.bound``: statement and idle timeouts of twice the
+  lease TTL), so a writer that stops in it cannot hold its key locks for ever;
+- a primary-key refusal is told apart: another writer's record over the blocks is a
+  RangeConflict, anything else (the same key twice in the batch, a stored row without a
+  record) a DuplicateKey.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import asyncpg
 
 from indexer import faults
 from indexer.sink import schema as ddl
-from indexer.sink.api import Batch, Fenced, RangeConflict, StaleBranch, Writer
+from indexer.sink.api import Batch, DuplicateKey, Fenced, RangeConflict, StaleBranch, Writer
 from indexer.sink.database import Database, chain_lock_key
 from indexer.sink.tables import ensure_partitions
 from indexer.types import BlockHeader
@@ -46,9 +51,11 @@ async def commit(db: Database, conn: asyncpg.Connection, chain_id: int, span: in
     blocks = batch.blocks
     try:
         async with conn.transaction():
+            await db.bound(conn)
             for t in tables:
                 await conn.copy_records_to_table(
-                    ddl.block_partition_name(t, chain_id, index), records=batch.rows[t],
+                    ddl.block_partition_name(t, chain_id, index),
+                    records=faults.records("during_copy", batch.rows[t]),
                     columns=list(columns[t]), schema_name=db.schema)
             if batch.children:
                 await conn.executemany(
@@ -81,7 +88,7 @@ async def commit(db: Database, conn: asyncpg.Connection, chain_id: int, span: in
             if r["blocks"] != len(blocks):
                 await _stale_block(conn, chain_id, blocks)
     except asyncpg.UniqueViolationError as e:
-        raise RangeConflict(f"chain {chain_id}: rows of {rng} already present: {e}") from e
+        raise await _refusal(conn, chain_id, columns, batch, tables, e) from e
 
 
 _RECORD = """
@@ -141,3 +148,37 @@ async def _stale_block(conn: asyncpg.Connection, chain_id: int,
                               f"0x{bytes(r['hash']).hex()} but was fetched as "
                               f"0x{ours[r['number']].hex()}", r["number"])
     raise StaleBranch(f"chain {chain_id}: block rows of {sorted(ours)} were not all written")
+
+
+async def _refusal(conn: asyncpg.Connection, chain_id: int, columns: Mapping[str, Sequence[str]],
+                   batch: Batch, tables: Sequence[str],
+                   error: asyncpg.UniqueViolationError) -> Exception:
+    """What a primary-key refusal of ``batch`` means (its transaction rolled back): another
+    writer recorded some of its blocks (RangeConflict), or not (DuplicateKey: the batch holds a
+    key twice, or the key is stored without a range record over it)."""
+    rng = batch.range
+    table = getattr(error, "table_name", None) or "?"
+    for t in tables:
+        cols = list(columns[t])
+        b, i = cols.index("block_number"), cols.index("log_index")
+        seen: set[tuple[int, int]] = set()
+        for r in batch.rows[t]:
+            key = (r[b], r[i])
+            if key in seen:
+                return DuplicateKey(
+                    f"chain {chain_id}: the rows of blocks {rng} hold two {t} logs at block "
+                    f"{key[0]}, log index {key[1]} (the node answered a log twice, or two logs "
+                    f"under one index): not committed", t, key[0], key[1], "batch")
+            seen.add(key)
+    clash = await conn.fetchrow(
+        "SELECT source, from_block, to_block FROM indexer.ranges WHERE chain_id = $1"
+        " AND source = ANY($2::text[]) AND from_block <= $4 AND to_block >= $3 LIMIT 1",
+        chain_id, list(batch.sources), rng.start, rng.end)
+    if clash is not None:
+        return RangeConflict(f"chain {chain_id}: {clash['source']} {clash['from_block']}-"
+                             f"{clash['to_block']} was committed meanwhile; refusing {rng}: "
+                             f"{error}")
+    return DuplicateKey(
+        f"chain {chain_id}: rows of blocks {rng} are stored already in {table} though no range "
+        f"record covers them ({error}): written outside the indexer, or left by a bug; "
+        f"not committed", table, None, None, "stored")

@@ -4,18 +4,24 @@ blocks, the repair of a reorg, bound to the chain's id, partition span and table
 The live tail's commits go through one connection the sink holds for them (no pool round trip
 per block); it is given back on ``release_live`` and dropped after any failure that is not a
 refusal of the commit itself.
+
+Postgres gone away (a restart, a failover, a terminated backend: ``retry.DATABASE_DOWN``) comes
+out of every method as ``DatabaseUnavailable``, so the loops can tell it from the node's
+failures and wait for the database.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import asyncpg
 
 from indexer.sink import blocks, queries, sources
 from indexer.sink.api import (
     Batch,
+    DatabaseUnavailable,
+    DuplicateKey,
     Fenced,
     RangeConflict,
     Repair,
@@ -24,8 +30,20 @@ from indexer.sink.api import (
     Writer,
 )
 from indexer.sink.commit import commit
-from indexer.sink.database import Database
+from indexer.sink.database import Database, database_down
 from indexer.types import BlockHeader
+
+
+@contextlib.contextmanager
+def _reaching(doing: str) -> Iterator[None]:
+    try:
+        yield
+    except DatabaseUnavailable:
+        raise
+    except Exception as e:
+        if not database_down(e):
+            raise
+        raise DatabaseUnavailable(f"{doing}: {type(e).__name__}: {e}".rstrip(": ")) from e
 
 
 class PostgresSink:
@@ -60,6 +78,10 @@ class PostgresSink:
         return cov, members
 
     async def commit(self, batch: Batch, writer: Writer) -> None:
+        with _reaching(f"committing blocks {batch.range}"):
+            await self._commit(batch, writer)
+
+    async def _commit(self, batch: Batch, writer: Writer) -> None:
         cov, members = await self._coverage(batch.sources)
         if writer.live_term is None:
             async with self.db.pool.acquire() as conn:
@@ -71,7 +93,7 @@ class PostgresSink:
         try:
             await commit(self.db, self._live, self.chain_id, self.span, self.columns, batch,
                          writer, cov, members)
-        except (RangeConflict, Fenced):
+        except (RangeConflict, Fenced, DuplicateKey):
             raise  # refused: the connection is fine
         except BaseException:
             await self.release_live()
@@ -84,27 +106,35 @@ class PostgresSink:
                 await self.db.pool.release(conn)
 
     async def snapshot(self) -> Snapshot:
-        return await queries.snapshot(self.db, self.chain_id)
+        with _reaching("reading what is done"):
+            return await queries.snapshot(self.db, self.chain_id)
 
     async def compact(self) -> int:
-        return await queries.compact_ranges(self.db, self.chain_id)
+        with _reaching("merging range records"):
+            return await queries.compact_ranges(self.db, self.chain_id)
 
     async def max_fence(self) -> int:
-        return await queries.max_fence(self.db, self.chain_id)
+        with _reaching("reading the highest fence"):
+            return await queries.max_fence(self.db, self.chain_id)
 
     async def stored_blocks(self, *, live: bool, below: int | None = None,
                             limit: int = 256) -> list[BlockHeader]:
-        return await blocks.stored_blocks(self.db, self.chain_id, live=live, below=below,
-                                          limit=limit)
+        with _reaching("reading stored blocks"):
+            return await blocks.stored_blocks(self.db, self.chain_id, live=live, below=below,
+                                              limit=limit)
 
     async def stored_block(self, number: int | None = None) -> BlockHeader | None:
-        return await blocks.stored_block(self.db, self.chain_id, number)
+        with _reaching("reading a stored block"):
+            return await blocks.stored_block(self.db, self.chain_id, number)
 
     async def rollback(self, repair: Repair, fence: int) -> dict[str, int]:
-        return await blocks.rollback(self.db, self.chain_id, repair, fence)
+        with _reaching(f"repairing above block {repair.fork_block}"):
+            return await blocks.rollback(self.db, self.chain_id, repair, fence)
 
     async def prune_blocks(self, below: int) -> int:
-        return await blocks.prune_blocks(self.db, self.chain_id, below)
+        with _reaching("pruning stored blocks"):
+            return await blocks.prune_blocks(self.db, self.chain_id, below)
 
     async def genesis_hash(self) -> bytes | None:
-        return await queries.genesis_hash(self.db, self.chain_id)
+        with _reaching("reading the stored genesis hash"):
+            return await queries.genesis_hash(self.db, self.chain_id)

@@ -77,6 +77,7 @@ async def compact_ranges(db: Database, chain_id: int) -> int:
     Runs under the chain's commit lock, so no commit interleaves; merged records keep the
     highest fence and the summed event count, and cover exactly the same blocks."""
     async with db.pool.acquire() as conn, conn.transaction():
+        await db.bound(conn)
         await conn.execute("SELECT pg_advisory_xact_lock($1)", chain_lock_key(chain_id))
         rows = await conn.fetch(
             "SELECT coverage, from_block, to_block, events, fence FROM indexer.ranges"

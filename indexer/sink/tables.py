@@ -19,6 +19,7 @@ _TYPE_ALIASES = {"timestamp with time zone": "timestamptz"}
 async def ensure_event_tables(db: Database, tables: Iterable[EventTable]) -> None:
     """Create missing event tables; refuse one whose columns differ from the ABI's."""
     async with db.pool.acquire() as conn, conn.transaction():
+        await db.bound(conn, statement=False)
         await conn.execute("SELECT pg_advisory_xact_lock($1)", DDL_LOCK)
         for t in tables:
             existing = await conn.fetch(
@@ -56,9 +57,11 @@ async def ensure_partitions(
     async with db.pool.acquire() as conn:
         for t, i in wanted:
             async with conn.transaction():
+                await db.bound(conn)
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", DDL_LOCK)
                 await conn.execute(ddl.create_chain_partition(db.schema, t, chain_id))
             async with conn.transaction():
+                await db.bound(conn)
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", DDL_LOCK)
                 await conn.execute(ddl.create_block_partition(db.schema, t, chain_id, i, span))
             db.partitions.add(ddl.block_partition_name(t, chain_id, i))

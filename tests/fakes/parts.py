@@ -15,10 +15,11 @@ from tests.fakes.sink import FakeSink
 
 
 def fake_parts(chain: FakeChain, sink: FakeSink | None = None, clock: FakeClock | None = None,
-               config: ChainConfig | None = None) -> ChainParts:
+               config: ChainConfig | None = None, db_wait: float = 300.0) -> ChainParts:
     catalog = build_catalog(config or chain_config())
     clock = clock or FakeClock()
     progress = Progress(catalog.chain.name, catalog.chain.finality_depth)
     return ChainParts(catalog=catalog, state=ChainState(catalog.sources), source=chain,
                       sink=sink or FakeSink(), fetcher=Fetcher(catalog, chain),
-                      head=HeadWatch(chain, progress, clock), progress=progress, clock=clock)
+                      head=HeadWatch(chain, progress, clock), progress=progress, clock=clock,
+                      db_wait=db_wait)

@@ -40,6 +40,12 @@ class FakeSink:
     genesis: bytes | None = None  # the hash of block 0 recorded for the chain
     fail_next: list[BaseException] = field(default_factory=list)  # raised by the next commits
     before_commit: Callable[[Batch], Awaitable[None]] | None = None  # may wait, or raise
+    failing: dict[str, list[BaseException]] = field(default_factory=dict)  # method -> raised next
+
+    def _fail(self, method: str) -> None:
+        errors = self.failing.get(method)
+        if errors:
+            raise errors.pop(0)
 
     # -- Sink -------------------------------------------------------------------------------
 
@@ -90,6 +96,7 @@ class FakeSink:
         self.commits += 1
 
     async def snapshot(self) -> Snapshot:
+        self._fail("snapshot")
         return Snapshot(self.epoch, self.done(), {c: dict(k) for c, k in self.children.items()})
 
     async def compact(self) -> int:
@@ -100,6 +107,7 @@ class FakeSink:
 
     async def stored_blocks(self, *, live: bool, below: int | None = None,
                             limit: int = 256) -> list[BlockHeader]:
+        self._fail("stored_blocks")
         top = below if below is not None else 2**62
         found = sorted((s.header for n, s in self.blocks.items() if n < top and s.live == live),
                        key=lambda h: -h.number)

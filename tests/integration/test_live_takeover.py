@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.integration.test_end_to_end import compare
 from tests.support.cli import env_for, start_indexer, stop, wait_for, write_chain
 from tests.support.contracts import Deployed
-from tests.support.reorg import caught_up
+from tests.support.reorg import caught_up, fetch
 from tests.support.traffic import run_traffic
 
 LEADS = "live tail: following the head"
@@ -40,6 +40,59 @@ def test_the_other_host_takes_the_live_tail_over_when_the_leader_dies(
         wait_for(lambda: caught_up(database_url, deployed.rpc), timeout=60)
         deployed.rpc.call("anvil_rollback", 2)  # the new leader repairs reorgs too
         run_traffic(deployed, rounds=1, seed=33, prepare=False, sweep=False)
+        wait_for(lambda: caught_up(database_url, deployed.rpc), timeout=60)
+        assert "replaced (depth 2)" in logs[other].read_text()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                stop(p)
+    compare(deployed, database_url)
+
+
+STANDS_BY = "another process leads; standing by"
+LOST = "leadership lost"
+
+
+def test_without_redis_one_process_leads_the_other_stands_by_and_takes_over(
+    deployed: Deployed, database_url: str, tmp_path: Path
+):
+    """No REDIS_URL: each process has a lease board of its own, so Postgres decides who leads
+    (holder, term and expiry in indexer.chains): one follows the head, the other stands by
+    without ever committing, and takes over when the leader dies."""
+    run_traffic(deployed, rounds=4, seed=34)
+    chain = write_chain(tmp_path / "anvil.yaml", finality_depth=3)
+    env = env_for(database_url, deployed.url)
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    procs = [start_indexer(["run", "--chain", str(chain)], {**env, "INDEXER_WORKER": f"host-{i}"},
+                           log=log) for i, log in enumerate(logs)]
+    try:
+        def leaders() -> list[int]:
+            return [i for i, log in enumerate(logs) if log.exists() and LEADS in log.read_text()]
+
+        (leader,) = wait_for(leaders, timeout=60)
+        other = 1 - leader
+        wait_for(lambda: STANDS_BY in logs[other].read_text(), timeout=30)
+        wait_for(lambda: caught_up(database_url, deployed.rpc), timeout=60)
+        run_traffic(deployed, rounds=2, seed=35, prepare=False, sweep=False)
+        wait_for(lambda: caught_up(database_url, deployed.rpc), timeout=60)
+        (row,) = fetch(database_url, "SELECT live_holder, live_fence FROM indexer.chains")
+        assert row["live_holder"] == f"host-{leader}"
+        live_writers = {r["worker"] for r in fetch(
+            database_url, "SELECT DISTINCT worker FROM indexer.ranges WHERE worker LIKE 'live:%'")}
+        assert live_writers <= {f"live:host-{leader}"}, live_writers  # nobody else followed
+        for log in logs:  # no ping-pong: nobody took it and lost it again
+            assert LOST not in log.read_text()
+        assert leaders() == [leader]
+        os.killpg(procs[leader].pid, signal.SIGKILL)
+        procs[leader].wait()
+        run_traffic(deployed, rounds=2, seed=36, prepare=False, sweep=False)
+        wait_for(lambda: LEADS in logs[other].read_text(), timeout=30)
+        wait_for(lambda: caught_up(database_url, deployed.rpc), timeout=60)
+        (after,) = fetch(database_url, "SELECT live_holder, live_fence FROM indexer.chains")
+        assert after["live_holder"] == f"host-{other}"
+        assert after["live_fence"] > row["live_fence"]  # a new term: the old one is refused
+        deployed.rpc.call("anvil_rollback", 2)  # the new leader repairs reorgs too
+        run_traffic(deployed, rounds=1, seed=37, prepare=False, sweep=False)
         wait_for(lambda: caught_up(database_url, deployed.rpc), timeout=60)
         assert "replaced (depth 2)" in logs[other].read_text()
     finally:

@@ -13,14 +13,31 @@ from indexer.rpc import errors
 PACKAGE = Path(metrics.__file__).resolve().parent
 
 
-def _reason_literals() -> set[str]:
-    """Every string given as ``reason=...`` or assigned to ``.reason`` in the package."""
+def _refusal_label_calls(tree: ast.AST) -> set[int]:
+    """ids of the keywords of ``COMMITS_REFUSED.labels(...)`` calls (another label set)."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "labels" and isinstance(node.func.value, ast.Attribute)
+                and node.func.value.attr == "COMMITS_REFUSED"):
+            out.update(id(k) for k in node.keywords)
+    return out
+
+
+def _reason_literals(refusals: bool = False) -> set[str]:
+    """Every string given as ``reason=...`` or assigned to ``.reason`` in the package (with
+    ``refusals``: only those given to ``COMMITS_REFUSED.labels``)."""
     found: set[str] = set()
     for path in PACKAGE.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        refused = _refusal_label_calls(tree)
+        for node in ast.walk(tree):
             if isinstance(node, ast.keyword) and node.arg == "reason" and isinstance(
                     node.value, ast.Constant) and isinstance(node.value.value, str):
-                found.add(node.value.value)
+                if (id(node) in refused) == refusals:
+                    found.add(node.value.value)
+            if refusals:
+                continue
             if isinstance(node, ast.Assign) and any(
                     isinstance(t, ast.Attribute) and t.attr == "reason" for t in node.targets
             ) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
@@ -34,6 +51,12 @@ def test_every_reason_an_answer_is_rejected_for_is_a_known_label_value():
     assert used <= set(metrics.ANSWER_REJECT_REASONS)
     default = inspect.signature(errors.BadAnswer.__init__).parameters["reason"].default
     assert default in metrics.ANSWER_REJECT_REASONS
+
+
+def test_every_reason_a_commit_is_refused_for_is_a_known_label_value():
+    used = _reason_literals(refusals=True)
+    assert {"conflict", "duplicate_key"} <= used  # the scan sees them
+    assert used <= set(metrics.COMMIT_REFUSE_REASONS)
 
 
 def test_every_rpc_outcome_is_a_known_label_value():
