@@ -8,8 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from eth_abi import decode as abi_decode
-from eth_abi.exceptions import DecodingError
 
 from indexer.abi import AbiType, EventSpec
 
@@ -21,7 +19,23 @@ class BadValue(ValueError):
     """A log does not fit its event; the message is the failure reason."""
 
 
-DECODE_ERRORS = (BadValue, ValueError, IndexError, TypeError, DecodingError, OverflowError)
+DECODE_ERRORS = (BadValue, ValueError, IndexError, TypeError, OverflowError)
+
+
+def _abi_decoder(types: list[str]) -> Callable[[str], tuple[Any, ...]]:
+    """eth_abi's decoding of the data (hex) as ``types``; its errors as ``BadValue`` (named by
+    their class). eth_abi is imported here, by the first event that needs it (arrays,
+    tuples): most chains never do, and it is a tenth of a second to import."""
+    from eth_abi import decode
+    from eth_abi.exceptions import DecodingError
+
+    def run(data: str) -> tuple[Any, ...]:
+        try:
+            return decode(types, bytes.fromhex(data[2:]))
+        except DecodingError as e:
+            raise BadValue(f"{type(e).__name__}: {e}") from None
+
+    return run
 
 
 def text_value(raw: bytes) -> str:
@@ -139,7 +153,6 @@ def compile_decoder(spec: EventSpec) -> DecodeFn:
         "BadValue": BadValue,
         "_dyn": _dyn_bytes,
         "_text": text_value,
-        "_abi_decode": abi_decode,
     }
     ntopics = spec.topic_count
     lines = [
@@ -161,8 +174,8 @@ def compile_decoder(spec: EventSpec) -> DecodeFn:
             f"raise BadValue(f'data of {{(len(data) - 2) / 2:g}} bytes, expected {head_words * 32}')"
         )
     if data_params and not sliced:
-        ns["_types"] = [p.parsed.codec for p in data_params]
-        lines.append("d = _abi_decode(_types, _fromhex(data[2:]))")
+        ns["_abi"] = _abi_decoder([p.parsed.codec for p in data_params])
+        lines.append("d = _abi(data)")
     topic = 0 if spec.anonymous else 1
     word = di = 0
     names = []

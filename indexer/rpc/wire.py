@@ -97,44 +97,48 @@ def check_logs(
     if type(logs) is not list:
         raise BadAnswer(f"expected a list of logs, got {type(logs).__name__}")
     start, end = rng.start, rng.end
-    prev_bn, prev_li, prev_bh = -1, -1, ""
+    prev_bn, prev_li, prev_bh, prev_text = -1, -1, "", ""
     blocks: dict[int, str] = {}
     i = 0
     try:
         for i, log in enumerate(logs):  # noqa: B007  (i is read on failure)
-            bn = int(log["blockNumber"], 16)
+            text = log["blockNumber"]
             li = int(log["logIndex"], 16)
             bh = log["blockHash"]
-            if bn == prev_bn:
-                if li <= prev_li:
-                    if li == prev_li:
-                        raise _shared_index(logs, i, bn, li)
-                    raise _bad_log(i, log, "logs out of order")
-                if bh != prev_bh:
-                    raise _bad_log(i, log, "block hash differs from the block's other logs")
-            else:
-                _check_new_block(i, log, bn, prev_bn, bh, rng, start, end)
-                blocks[bn] = bh
+            if text != prev_text:  # most logs share their block's: parsed once a block
+                bn = int(text, 16)
+                prev_text = text
+                if bn != prev_bn:
+                    _check_new_block(i, log, bn, prev_bn, bh, rng, start, end)
+                    blocks[bn] = prev_bh = bh
+                    prev_bn, prev_li = bn, -1
+            if li <= prev_li:
+                if li == prev_li:
+                    raise _shared_index(logs, i, prev_bn, li)
+                raise _bad_log(i, log, "logs out of order")
+            if bh != prev_bh:
+                raise _bad_log(i, log, "block hash differs from the block's other logs")
+            prev_li = li
             int(log["transactionIndex"], 16)
             if log.get("removed"):
                 raise _bad_log(i, log, "log is marked removed")
             addr, tx, data, topics = (
                 log["address"], log["transactionHash"], log["data"], log["topics"]
             )
+            if addresses is not None:  # one of those asked for is well-formed
+                if addr not in addresses and addr.lower() not in addresses:
+                    raise _bad_log(i, log, f"address {addr} was not asked for", "filter")
+            elif len(addr) != 42 or not addr.startswith("0x"):
+                raise _bad_log(i, log, "malformed address")
             if (
-                len(addr) != 42 or not addr.startswith("0x")
-                or len(tx) != 66 or not tx.startswith("0x")
-                or not data.startswith("0x")
+                len(tx) != 66 or not tx.startswith("0x") or not data.startswith("0x")
                 or type(topics) is not list or len(topics) > 4
             ):
-                raise _bad_log(i, log, "malformed address, transactionHash, data or topics")
-            if addresses is not None and addr not in addresses and addr.lower() not in addresses:
-                raise _bad_log(i, log, f"address {addr} was not asked for", "filter")
+                raise _bad_log(i, log, "malformed transactionHash, data or topics")
             if topic0s is not None and (not topics or topics[0] not in topic0s) and (
                 not topics or topics[0].lower() not in topic0s
             ):
                 raise _bad_log(i, log, "topic0 was not asked for", "filter")
-            prev_bn, prev_li, prev_bh = bn, li, bh
     except BadAnswer:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as e:
