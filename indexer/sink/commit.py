@@ -171,7 +171,7 @@ async def _refusal(conn: asyncpg.Connection, chain_id: int, columns: Mapping[str
                     f"under one index): not committed", t, key[0], key[1], "batch")
             seen.add(key)
     clash = await conn.fetchrow(
-        "SELECT source, from_block, to_block FROM indexer.ranges WHERE chain_id = $1"
+        "SELECT source, from_block, to_block FROM indexer.source_ranges WHERE chain_id = $1"
         " AND source = ANY($2::text[]) AND from_block <= $4 AND to_block >= $3 LIMIT 1",
         chain_id, list(batch.sources), rng.start, rng.end)
     if clash is not None:

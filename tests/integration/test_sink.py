@@ -11,7 +11,7 @@ import pytest
 from indexer.abi import FIXED_COLUMN_TYPES
 from indexer.lease.board import LeaseLost
 from indexer.naming import FIXED_COLUMNS
-from indexer.sink import queries
+from indexer.sink import queries, sources
 from indexer.sink.api import (
     Batch,
     DuplicateKey,
@@ -132,6 +132,9 @@ async def test_rows_another_writer_committed_meanwhile_are_a_range_conflict(even
     rows = {TABLE.name: [_row(20, 0), _row(21, 0)]}
     other = await _sink(events.db, COLUMNS, ("T",))
     copied = asyncio.Event()
+    source = await events.db.pool.fetchval(
+        "SELECT id FROM indexer.sources WHERE chain_id = 1 AND key = 'T'")
+    coverage = await sources.coverage(events.db, 1, [source])
 
     async def slow_b() -> None:
         async with events.db.pool.acquire() as conn, conn.transaction():
@@ -140,8 +143,8 @@ async def test_rows_another_writer_committed_meanwhile_are_a_range_conflict(even
             copied.set()
             await asyncio.sleep(0.5)  # A's COPY blocks on these keys meanwhile
             await conn.execute(
-                "INSERT INTO indexer.ranges (chain_id, source, from_block, to_block) VALUES"
-                " (1, 'T', 20, 21)")
+                "INSERT INTO indexer.ranges (chain_id, coverage, from_block, to_block) VALUES"
+                " (1, $1, 20, 21)", coverage)
 
     await ensure_partitions(events.db, 1, [TABLE.name], R(20, 21), 1_000_000)
     b = asyncio.create_task(slow_b())
