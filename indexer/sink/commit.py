@@ -61,7 +61,13 @@ async def commit(db: Database, conn: asyncpg.Connection, chain_id: int, span: in
                 await conn.executemany(
                     "INSERT INTO indexer.contracts (chain_id, contract, address, factory,"
                     " block_number, log_index, tx_hash) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-                    " ON CONFLICT (chain_id, contract, address) DO NOTHING",
+                    # Announced twice (a registry, a CREATE2 redeploy): the first announcement
+                    # is kept, whichever unit commits first (as every process's memory does).
+                    " ON CONFLICT (chain_id, contract, address) DO UPDATE SET"
+                    " factory = EXCLUDED.factory, block_number = EXCLUDED.block_number,"
+                    " log_index = EXCLUDED.log_index, tx_hash = EXCLUDED.tx_hash"
+                    " WHERE (EXCLUDED.block_number, EXCLUDED.log_index)"
+                    " < (indexer.contracts.block_number, indexer.contracts.log_index)",
                     [(chain_id, c.contract, c.address, c.factory, c.block_number, c.log_index,
                       c.tx_hash) for c in batch.children],
                 )

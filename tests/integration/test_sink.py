@@ -14,6 +14,7 @@ from indexer.naming import FIXED_COLUMNS
 from indexer.sink import queries, sources
 from indexer.sink.api import (
     Batch,
+    Child,
     DuplicateKey,
     EventTable,
     Fenced,
@@ -223,3 +224,21 @@ async def test_the_live_tail_leadership_in_postgres_has_one_holder_and_terms(db:
     await b.release(second, done=False)  # stepping down: another takes over at once
     third = await a.claim("one", "live", [R(0, 0)], 1, "host-a")
     assert third is not None and third.fence == second.fence + 1
+
+
+async def test_a_child_announced_twice_keeps_its_first_announcement_whatever_commits_first(db):
+    """A registry (or a CREATE2 redeploy) announces one child twice: whichever unit commits
+    first, the stored block is the lowest, as every process's memory keeps it."""
+    sink = await _sink(db)
+
+    def child(block: int, index: int) -> Child:
+        return Child("Pair", b"\x0c" * 20, "Factory", block, index, b"\x01" * 32)
+
+    await sink.commit(Batch(R(40, 59), ("A",), {}, [child(50, 3)]), Writer("w", fence=1))
+    await sink.commit(Batch(R(10, 29), ("A",), {}, [child(20, 7)]), Writer("w", fence=2))
+    await sink.commit(Batch(R(60, 79), ("A",), {}, [child(70, 0)]), Writer("w", fence=3))
+    (row,) = await db.pool.fetch(
+        "SELECT block_number, log_index FROM indexer.contracts WHERE chain_id = 1")
+    assert (row["block_number"], row["log_index"]) == (20, 7)
+    snap = await sink.snapshot()
+    assert snap.children == {"Pair": {"0x" + "0c" * 20: 20}}
