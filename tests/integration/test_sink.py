@@ -242,3 +242,18 @@ async def test_a_child_announced_twice_keeps_its_first_announcement_whatever_com
     assert (row["block_number"], row["log_index"]) == (20, 7)
     snap = await sink.snapshot()
     assert snap.children == {"Pair": {"0x" + "0c" * 20: 20}}
+
+
+async def test_range_records_count_events_past_two_to_the_31(db):
+    """A source past 2^31 events: its records still merge (events is a bigint), so a start
+    that compacts them does not fail."""
+    sink = await _sink(db)
+    source = await db.pool.fetchval("SELECT id FROM indexer.sources WHERE chain_id = 1 AND key = 'A'")
+    coverage = await sources.coverage(db, 1, [source])
+    big = 2**31 - 1
+    await db.pool.executemany(
+        "INSERT INTO indexer.ranges (chain_id, coverage, from_block, to_block, events)"
+        " VALUES (1, $1, $2, $3, $4)", [(coverage, i * 10, i * 10 + 9, big) for i in range(20)])
+    assert await sink.compact() == 19
+    assert await db.pool.fetchval("SELECT events FROM indexer.ranges WHERE chain_id = 1") == 20 * big
+    assert await queries.done_ranges(db, 1) == {"A": [R(0, 199)]}
