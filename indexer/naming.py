@@ -51,7 +51,9 @@ def table_name(contract: str, event: str, overload_topic0: bytes | None = None) 
 
 
 def column_names(params: list[str]) -> list[str]:
-    """Column names of event parameters, in ABI order, never colliding with fixed columns."""
+    """Column names of event parameters, in ABI order, never colliding with fixed columns or
+    each other, at most 63 bytes (longer ones cut with a hash of the whole: Postgres would
+    truncate them silently, and the table would no longer match its event at the next start)."""
     out: list[str] = []
     for i, raw in enumerate(params):
         name = snake_case(raw) if raw else ""
@@ -59,7 +61,8 @@ def column_names(params: list[str]) -> list[str]:
             name = f"arg{i}"
         elif name in FIXED_COLUMNS:
             name = f"arg_{name}"
+        name = shorten(name)
         while name in out or name in FIXED_COLUMNS:
-            name = f"{name}_{i}"
+            name = shorten(f"{name}_{i}")
         out.append(name)
     return out

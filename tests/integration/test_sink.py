@@ -10,7 +10,7 @@ import pytest
 
 from indexer.abi import FIXED_COLUMN_TYPES
 from indexer.lease.board import LeaseLost
-from indexer.naming import FIXED_COLUMNS
+from indexer.naming import FIXED_COLUMNS, column_names
 from indexer.sink import queries, sources
 from indexer.sink.api import (
     Batch,
@@ -257,3 +257,18 @@ async def test_range_records_count_events_past_two_to_the_31(db):
     assert await sink.compact() == 19
     assert await db.pool.fetchval("SELECT events FROM indexer.ranges WHERE chain_id = 1") == 20 * big
     assert await queries.done_ranges(db, 1) == {"A": [R(0, 199)]}
+
+
+async def test_a_table_with_a_parameter_name_past_63_bytes_is_found_again(db: Database):
+    """Postgres cuts identifiers at 63 bytes; the column is named within them, so the table
+    made at one start matches its event at the next (it was refused as drifted)."""
+    (long,) = column_names(["theAmountOfTokensThatWereTransferredFromTheSenderToTheReceiverInWei"])
+    table = EventTable("t_long", "T", "Moved", "Moved(uint256)", (*FIXED_COLUMNS, long),
+                       (*FIXED_COLUMN_TYPES, "numeric(78,0)"))
+    await ensure_event_tables(db, [table])
+    db.partitions.clear()
+    await ensure_event_tables(db, [table])  # the next start
+    cols = [r["attname"] for r in await db.pool.fetch(
+        "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+        " WHERE c.relname = 't_long' AND a.attnum > 0 ORDER BY a.attnum")]
+    assert cols[-1] == long
