@@ -1,5 +1,5 @@
-"""``indexer chain check``: validate the file and its ABIs, reach every endpoint, compare the
-chain id and check that every address holds code.
+"""``indexer chain check``: validate the file and its ABIs (no two events may share a table),
+reach every endpoint, compare the chain id and check that every address holds code.
 
 Each check prints one line, ``ok`` or ``FAIL``; an RPC error fails that check only, and the
 next checks still run (only an endpoint whose chain id is wrong or unreadable is left there,
@@ -7,6 +7,7 @@ since nothing else it says is about this chain)."""
 
 from __future__ import annotations
 
+from indexer.chain.catalog import build_catalog
 from indexer.config import ChainConfig, load_chain, resolve_chain
 from indexer.rpc.client import RpcClient, endpoint_label
 from indexer.rpc.errors import RpcError
@@ -16,7 +17,9 @@ async def check_chain(name_or_path: str) -> int:
     """Prints one line per item; exit 1 when any fails. Addresses are checked once, on the
     first endpoint that serves the chain."""
     chain = load_chain(resolve_chain(name_or_path))
-    print(f"ok   {chain.source}: valid ({len(chain.contracts)} contracts)")
+    catalog = build_catalog(chain)  # ABI problems and table collisions: AbiError, exit 2
+    print(f"ok   {chain.source}: valid ({len(chain.contracts)} contracts, "
+          f"{len(catalog.tables)} event tables)")
     failed = False
     codes_checked = False
     for i, ep in enumerate(chain.rpc):

@@ -38,3 +38,21 @@ def test_an_rpc_error_after_the_chain_id_fails_that_check_and_the_next_ones_run(
                for x in lines), out
     for name, addr in (("WETH9", a.weth), ("DemoToken", a.token_a), ("DemoToken", a.token_b)):
         assert any(x.startswith(f"ok   {name} {addr.lower()}: ") for x in lines), out
+
+
+def test_two_events_that_would_share_a_table_are_refused_before_any_rpc(tmp_path: Path) -> None:
+    """``Uniswap`` + ``V2PairSwap`` and ``UniswapV2Pair`` + ``Swap`` are both
+    ``uniswap_v2_pair_swap``: refused naming both, exit 2, as ``run`` refuses it at start."""
+    abi = tmp_path / "other.json"
+    abi.write_text('[{"type": "event", "name": "V2PairSwap", "anonymous": false, "inputs": []}]')
+    pair = str((Path(__file__).parents[2] / "chains" / "abis" / "uniswap_v2_pair.json").resolve())
+    chain = write_chain(tmp_path / "anvil.yaml", contracts=[
+        {"name": "Uniswap", "abi": str(abi), "address": "0x" + "11" * 20},
+        {"name": "UniswapV2Pair", "abi": pair, "address": "0x" + "22" * 20},
+    ])
+    for args in (["chain", "check", str(chain)], ["run", "--chain", str(chain), "--once"]):
+        res = indexer(args, env_for("postgresql://127.0.0.1:1/none", "http://127.0.0.1:1"))
+        assert res.code == 2, res.out + res.err
+        assert "Traceback" not in res.err
+        assert "would both write to table uniswap_v2_pair_swap" in res.err, res.err
+        assert "Uniswap.V2PairSwap()" in res.err and "UniswapV2Pair.Swap(" in res.err
