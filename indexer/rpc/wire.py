@@ -113,9 +113,7 @@ def check_logs(
                     blocks[bn] = prev_bh = bh
                     prev_bn, prev_li = bn, -1
             if li <= prev_li:
-                if li == prev_li:
-                    raise _shared_index(logs, i, prev_bn, li)
-                raise _bad_log(i, log, "logs out of order")
+                raise _out_of_order(logs, i, prev_bn, li, prev_li)
             if bh != prev_bh:
                 raise _bad_log(i, log, "block hash differs from the block's other logs")
             prev_li = li
@@ -125,10 +123,10 @@ def check_logs(
             addr, tx, data, topics = (
                 log["address"], log["transactionHash"], log["data"], log["topics"]
             )
-            if addresses is not None:  # one of those asked for is well-formed
-                if addr not in addresses and addr.lower() not in addresses:
-                    raise _bad_log(i, log, f"address {addr} was not asked for", "filter")
-            elif len(addr) != 42 or not addr.startswith("0x"):
+            # An address asked for is well-formed: its format is checked when any is taken.
+            if addresses is not None and addr not in addresses and addr.lower() not in addresses:
+                raise _bad_log(i, log, f"address {addr} was not asked for", "filter")
+            if addresses is None and (len(addr) != 42 or not addr.startswith("0x")):
                 raise _bad_log(i, log, "malformed address")
             if (
                 len(tx) != 66 or not tx.startswith("0x") or not data.startswith("0x")
@@ -144,6 +142,12 @@ def check_logs(
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise _bad_log(i, logs[i], f"missing or malformed field ({type(e).__name__}: {e})") from None
     return blocks
+
+
+def _out_of_order(logs: list[RawLog], i: int, bn: int, li: int, prev_li: int) -> BadAnswer:
+    if li == prev_li:
+        return _shared_index(logs, i, bn, li)
+    return _bad_log(i, logs[i], "logs out of order")
 
 
 def _shared_index(logs: list[RawLog], i: int, bn: int, li: int) -> DuplicateLogIndex:
