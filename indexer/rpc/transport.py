@@ -141,9 +141,11 @@ async def _read(resp: aiohttp.ClientResponse, limit: int | None) -> bytes:
     """The body, or AnswerTooLarge as soon as it grows past ``limit`` bytes."""
     if limit is None or resp.status != 200:
         return await resp.read()
-    if resp.content_length is not None and resp.content_length > limit:
-        raise AnswerTooLarge(f"answer of {resp.content_length >> 20} MB is over the "
-                             f"{limit >> 20} MB cap")
+    if resp.content_length is not None:
+        if resp.content_length > limit:
+            raise AnswerTooLarge(f"answer of {resp.content_length >> 20} MB is over the "
+                                 f"{limit >> 20} MB cap")
+        return await resp.read()  # no more than it said (aiohttp stops at the length)
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_chunked(1 << 20):
