@@ -11,6 +11,9 @@ Invariants:
 - no transaction is open across RPC I/O: the caller fetched and decoded before;
 - the transaction is bounded (``Database.bound``: statement and idle timeouts of twice the
   lease TTL), so a writer that stops in it cannot hold its key locks for ever;
+- a backfill unit's commit does not wait for its WAL to reach the disk: a server crash may
+  lose the last ones, each whole (rows and record together), and they are done again; the
+  live tail's commits and every repair wait for it;
 - a primary-key refusal is told apart: another writer's record over the blocks is a
   RangeConflict, anything else (the same key twice in the batch, a stored row without a
   record) a DuplicateKey.
@@ -51,7 +54,7 @@ async def commit(db: Database, conn: asyncpg.Connection, chain_id: int, span: in
     blocks = batch.blocks
     try:
         async with conn.transaction():
-            await db.bound(conn)
+            await db.bound(conn, redo=not live)  # a backfill unit a crash can redo
             for t in tables:
                 await conn.copy_records_to_table(
                     ddl.block_partition_name(t, chain_id, index),

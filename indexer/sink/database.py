@@ -109,14 +109,21 @@ class Database:
     async def close(self) -> None:
         await self.pool.close()
 
-    async def bound(self, conn: asyncpg.Connection, *, statement: bool = True) -> None:
+    async def bound(self, conn: asyncpg.Connection, *, statement: bool = True,
+                    redo: bool = False) -> None:
         """The first statement of a writing transaction: it may take ``tx_timeout`` seconds
         per statement (``statement``) and sit idle as long between two; the server probes the
         client's TCP connection meanwhile. So a worker that stops (paused, its host frozen or
         gone) cannot hold its rows' key locks and block the worker that takes its range over.
         (A COPY waiting for data is not cut by statement_timeout: see
-        ``end_stalled_copies``.)"""
-        await conn.execute(self._bound_sql if statement else self._idle_sql)
+        ``end_stalled_copies``.)
+
+        ``redo``: the transaction is one a crash can redo (a backfill unit: its rows and its
+        record of being done are in it together), so its commit does not wait for the WAL to
+        reach the disk (``synchronous_commit = off``): a server crash may lose the last such
+        commits whole, never half of one, and their units are planned and done again."""
+        sql = self._bound_sql if statement else self._idle_sql
+        await conn.execute(sql + "; SET LOCAL synchronous_commit = off" if redo else sql)
 
     async def end_stalled_copies(self, older_than: float) -> list[tuple[int, float]]:
         """Terminate the backends of this database whose COPY into the event tables has waited

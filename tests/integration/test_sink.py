@@ -198,6 +198,11 @@ async def test_writing_transactions_are_bounded(db: Database):
     assert got["statement_timeout"] == got["idle_in_transaction_session_timeout"] == "2min"
     async with db.pool.acquire() as conn:  # the settings were the transaction's only
         assert await conn.fetchval("SHOW statement_timeout") == "0"
+    async with db.pool.acquire() as conn, conn.transaction():
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"
+        await db.bound(conn, redo=True)  # a backfill unit: a crash redoes it whole
+        assert await conn.fetchval("SHOW synchronous_commit") == "off"
+        assert await conn.fetchval("SHOW statement_timeout") == "2min"
 
 
 async def test_the_live_tail_leadership_in_postgres_has_one_holder_and_terms(db: Database):
