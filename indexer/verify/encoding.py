@@ -7,7 +7,8 @@ A receipt is ``rlp([status, cumulativeGasUsed, logsBloom, logs])`` (``root`` ins
 is its type byte followed by that RLP, a legacy one the RLP alone. The trie maps
 ``rlp(index)`` to the receipt's encoding (RLP and the Merkle-Patricia trie are the ``rlp`` and
 ``trie`` packages'). The header is the RLP list of its fields in consensus order, with the
-fields each fork added after ``nonce`` present as far as the block has them.
+fields each fork added after ``nonce`` that the block has (on a chain these are a prefix of
+the forks' fields; anvil at an older hardfork also fills the blob gas fields, and hashes them).
 
 Malformed or missing fields raise ``Malformed``: a node that leaves out what consensus hashes
 cannot be proven.
@@ -66,8 +67,7 @@ HEADER_FIELDS: tuple[tuple[str, Field], ...] = (
     ("gasUsed", quantity), ("timestamp", quantity), ("extraData", data), ("mixHash", _HASH),
     ("nonce", _NONCE),
 )
-# The fields forks appended, in order: London, Shanghai, Cancun (three), Prague. A block has a
-# prefix of them.
+# The fields forks appended, in order: London, Shanghai, Cancun (three), Prague.
 FORK_FIELDS: tuple[tuple[str, Field], ...] = (
     ("baseFeePerGas", quantity), ("withdrawalsRoot", _HASH), ("blobGasUsed", quantity),
     ("excessBlobGas", quantity), ("parentBeaconBlockRoot", _HASH), ("requestsHash", _HASH),
@@ -84,14 +84,9 @@ def header_fields(block: Mapping[str, Any]) -> list[Any]:
         if name not in block:
             raise Malformed(f"the block has no {name}")
         out.append(kind(block[name], name))
-    missing: str | None = None
     for name, kind in FORK_FIELDS:
-        if name not in block or block[name] is None:
-            missing = missing or name
-            continue
-        if missing is not None:
-            raise Malformed(f"the block has {name} but not {missing}, which comes before it")
-        out.append(kind(block[name], name))
+        if block.get(name) is not None:
+            out.append(kind(block[name], name))
     return out
 
 

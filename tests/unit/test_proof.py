@@ -15,12 +15,7 @@ import pytest
 import rlp
 
 from indexer.rpc import bloom
-from indexer.verify.encoding import (
-    Malformed,
-    header_hash,
-    receipt_bytes,
-    receipts_root,
-)
+from indexer.verify.encoding import header_hash, receipt_bytes, receipts_root
 from indexer.verify.proof import ProofError, matching, prove_header, prove_receipts
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "proof"
@@ -117,13 +112,6 @@ def test_an_op_deposit_receipt_since_canyon_holds_its_nonce_and_version():
     assert rlp.decode(encoded[1:])[4:] == [b"\x09", b"\x01"]
     before = {**_geth_receipt("0x7e"), "depositNonce": "0x9"}  # before Canyon: not hashed
     assert len(rlp.decode(receipt_bytes(before)[1:])) == 4
-
-
-def test_a_header_with_a_later_fork_field_but_not_an_earlier_one_is_malformed():
-    block = dict(HEADERS["prague"])
-    del block["withdrawalsRoot"]
-    with pytest.raises(Malformed, match="blobGasUsed but not withdrawalsRoot"):
-        header_hash(block)
 
 
 @pytest.mark.parametrize("field", ["stateRoot", "receiptsRoot", "timestamp", "logsBloom",
