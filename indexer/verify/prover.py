@@ -64,6 +64,7 @@ class Prover:
         self.source = source
         self.chain = chain
         self.block_receipts = True
+        self.failed = 0  # blocks not proven so far
 
     async def block(self, number: int) -> list[RawLog]:
         """Every log of block ``number``, as its receipts hold them, once the block is proven;
@@ -105,7 +106,10 @@ class Prover:
                 out.receipts += len(header.transactions)
                 out.logs += matching(logs, addrs, topics)
         for f in out.failures:
-            log.warning("%s: block %d is not proven: %s", self.chain, f.block, f.reason)
+            self.failed += 1
+            if self.failed <= 5 or self.failed % 1000 == 0:
+                log.warning("%s: block %d is not proven: %s (%d blocks not proven so far)",
+                            self.chain, f.block, f.reason, self.failed)
         return out
 
     async def _blocks(self, numbers: list[int]) -> tuple[list[Any], dict[int, BlockHeader]]:

@@ -15,6 +15,7 @@ import pytest
 from indexer.config import RpcEndpoint
 from indexer.rpc.client import RpcClient
 from indexer.types import BlockRange
+from indexer.verify.proof import ProofError
 from indexer.verify.prover import Prover
 from tests.support.chaos import Chaos, ChaosProxy
 from tests.support.cli import env_for, indexer
@@ -107,6 +108,19 @@ async def test_a_filter_selects_as_eth_getlogs_and_skips_blocks_its_bloom_exclud
     assert proven.failures == [] and proven.blocks == head + 1
     assert len(expected) > 0 and _fields(proven.logs) == _fields(expected)
     assert 0 < proven.receipts < everything.receipts  # only blocks whose bloom may match
+
+
+async def test_one_block_is_proven_or_refused_naming_it(chain):
+    deployed, blocks = chain
+    n = blocks["together"]
+    expected = deployed.rpc.call("eth_getLogs", {"fromBlock": hex(n), "toBlock": hex(n)})
+    async with RpcClient([RpcEndpoint(deployed.url)], chain="anvil") as rpc:
+        assert _fields(await Prover(rpc).block(n)) == _fields(expected)
+    with ChaosProxy(deployed.url, Chaos(forge={n: "data"})) as proxy:
+        async with RpcClient([RpcEndpoint(proxy.url)], chain="anvil") as rpc:
+            with pytest.raises(ProofError, match=f"block {n}: the receipts root rebuilt from "
+                               "5 receipts is 0x[0-9a-f]{64}, not the header's receiptsRoot"):
+                await Prover(rpc).block(n)
 
 
 def _verify(env: dict[str, str], *extra: str) -> tuple[int, dict[str, Any]]:
