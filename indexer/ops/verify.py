@@ -66,6 +66,11 @@ class Report:
     def equal(self) -> bool:
         return not self.differences and not self.proof_failures
 
+    @property
+    def unproven(self) -> list[ProofFailure]:
+        """The blocks not proven, once each (units of one range share their blocks)."""
+        return sorted(set(self.proof_failures))
+
     def add(self, c: UnitCheck) -> None:
         self.blocks += len(c.unit.range)
         self.rows += c.rows
@@ -86,7 +91,7 @@ class Report:
             doc.update({"blocks_proven": self.proven_blocks,
                         "receipts_proven": self.proven_receipts,
                         "proof_failures": [{"block": f.block, "reason": f.reason}
-                                           for f in sorted(self.proof_failures)]})
+                                           for f in self.unproven]})
         return doc
 
 
@@ -253,7 +258,7 @@ def print_report(r: Report) -> None:
     if r.equal:
         print("equal: every table matches the chain" + (" (proven)" if r.proof else ""))
         return
-    _print_unproven(r.proof_failures)
+    _print_unproven(r.unproven)
     by_table: dict[str, list[Difference]] = {}
     for d in r.differences:
         by_table.setdefault(d.table, []).append(d)
