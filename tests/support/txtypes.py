@@ -13,6 +13,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_account.typed_transactions import base as _typed
 from eth_utils import to_checksum_address
 from web3.contract import Contract
 
@@ -26,6 +27,10 @@ FORK_KINDS = {"berlin": ("legacy", "2930"), "london": ("legacy", "2930", "1559")
               "shanghai": ("legacy", "2930", "1559"), "cancun": ("legacy", "2930", "1559", "4844"),
               "prague": tuple(KINDS), "osaka": tuple(KINDS)}
 BLOB = b"\x00" * 4096 * 32  # one blob (4096 field elements of 32 bytes)
+
+# eth-account loads the KZG trusted setup again for each commitment and proof of a blob (seconds
+# each); it is one file, read once here.
+_typed.load_trusted_setup = cache(_typed.load_trusted_setup)
 
 
 @cache
