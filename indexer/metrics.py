@@ -182,7 +182,7 @@ CONFIG_RELOADS = Counter(
 VERIFY_RANGES = Counter(
     "indexer_verify_ranges_total",
     "Committed ranges checked against the chain again while indexing, by result (equal, "
-    "different, repaired, error, dropped).",
+    "different, repaired, unproven, error, dropped).",
     ["chain", "result"],
     registry=REGISTRY,
 )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from indexer import faults, metrics
-from indexer.chain.catalog import Catalog, Children
+from indexer.chain.catalog import Catalog, Children, Filter
 from indexer.chain.source import ChainSource
 from indexer.decode import DecodeResult
 from indexer.plan import Unit
@@ -62,17 +62,32 @@ class Fetcher:
         for the live tail's new blocks) with a single eth_getLogs; one result for all their
         sources. ``tip``: the header of the range's last block, when just read."""
         rng = units[0].range
-        unit = Unit(rng, tuple(sorted({s for u in units for s in u.sources})))
         flt = self.catalog.filter_for(units, children)
         if not flt.routes:
-            return Fetched(unit, {}, [], 0, 0)
+            return Fetched(_merged(units), {}, [], 0, 0)
         t0 = time.perf_counter()
         answer = await self.source.get_logs_checked(rng, flt.addresses, flt.topics, tip=tip)
-        logs = answer.logs
+        return await self._decoded(units, children, flt, answer.logs, answer.headers, t0)
+
+    async def decode_logs(self, units: Sequence[Unit], children: Children,
+                          logs: list[RawLog]) -> Fetched:
+        """The rows of units of one same range from logs obtained otherwise than by
+        ``together`` (proven against their blocks' receipts, say): every log of the range that
+        the units' eth_getLogs filter selects, in (blockNumber, logIndex) order. They are
+        routed, cut to the children's creation, timed and decoded as fetched ones are."""
+        flt = self.catalog.filter_for(units, children)
+        if not flt.routes:
+            return Fetched(_merged(units), {}, [], 0, 0)
+        return await self._decoded(units, children, flt, logs, {}, time.perf_counter())
+
+    async def _decoded(self, units: Sequence[Unit], children: Children, flt: Filter,
+                       logs: list[RawLog], headers: Mapping[int, BlockHeader],
+                       t0: float) -> Fetched:
+        rng = units[0].range
         child_sources = tuple(s for u in units if u.factory is not None for s in u.sources)
         if child_sources:
             logs = _after_creation(logs, Unit(rng, child_sources), children)
-        times = await self._block_times(logs, answer.headers)
+        times = await self._block_times(logs, headers)
         await faults.point("after_fetch")
         t1 = time.perf_counter()
         result = self.catalog.decoder.decode(logs, flt.routes, times, flt.only)
@@ -80,8 +95,8 @@ class Fetcher:
         await faults.point("after_decode")
         if result.failures:
             self._report(result)
-        return Fetched(unit, result.rows, found, len(logs), len(result.failures), t1 - t0,
-                       time.perf_counter() - t1, answer.headers)
+        return Fetched(_merged(units), result.rows, found, len(logs), len(result.failures),
+                       t1 - t0, time.perf_counter() - t1, headers)
 
     async def _block_times(self, logs: Sequence[RawLog],
                            headers: Mapping[int, BlockHeader]) -> dict[int, datetime]:
@@ -134,6 +149,11 @@ def _quantity(value: object) -> int | None:
         return int(value, 16)
     except ValueError:
         return None
+
+
+def _merged(units: Sequence[Unit]) -> Unit:
+    """One unit over the units' range with all their sources."""
+    return Unit(units[0].range, tuple(sorted({s for u in units for s in u.sources})))
 
 
 def _after_creation(logs: list[RawLog], unit: Unit, children: Children) -> list[RawLog]:

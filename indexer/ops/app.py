@@ -112,10 +112,7 @@ async def run_chains(chains: Sequence[ChainConfig], request: RunRequest,
                 await rpc.close()
         reporter.finish()
         print(summary(results, redact_url(url), settings.schema), file=sys.stderr)
-        different = [r for r in runs if r.verifier.unrepaired]
-        for r in different:
-            print(f"error: {r.parts.name}: {r.verifier.unrepaired} checked ranges differ from "
-                  f"the chain and were not repaired (see DATA MISMATCH above)", file=sys.stderr)
+        different = _found_wrong(runs)
         if settings.database_url is None:
             from indexer.ops import pgembed
 
@@ -214,3 +211,19 @@ async def make_board(settings: Settings, namespace: str) -> tuple[LeaseBoard, bo
 
         return HttpLeaseBoard(settings.lease_url), True
     return MemoryLeaseBoard(ttl=settings.lease_ttl), False
+
+
+def _found_wrong(runs: Sequence[ChainRun]) -> list[ChainRun]:
+    """The runs whose background checks found data they left wrong, each said on stderr."""
+    wrong = []
+    for r in runs:
+        v = r.verifier
+        if v.unrepaired:
+            print(f"error: {r.parts.name}: {v.unrepaired} checked ranges differ from the chain "
+                  f"and were not repaired (see DATA MISMATCH above)", file=sys.stderr)
+        if v.unproven:
+            print(f"error: {r.parts.name}: {v.unproven} checked ranges hold blocks whose logs "
+                  f"their receipts do not prove (see NOT PROVEN above)", file=sys.stderr)
+        if v.unrepaired or v.unproven:
+            wrong.append(r)
+    return wrong

@@ -39,6 +39,7 @@ from indexer.sink.postgres import PostgresSink
 from indexer.sink.tables import ensure_event_tables
 from indexer.types import BlockRange
 from indexer.verify.background import BackgroundVerifier
+from indexer.verify.prover import Prover
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,9 @@ class ChainRun:
         # Checks run on another endpoint than the first when the chain has several.
         self.check_rpc = rpc if len(chain.rpc) < 2 else RpcClient(
             chain.rpc[1:] + chain.rpc[:1], chain=chain.name, timeout=rpc.requests.timeout)
-        self.verifier = BackgroundVerifier(self.parts, db, chain.verify,
-                                           Fetcher(catalog, self.check_rpc))
+        self.verifier = BackgroundVerifier(
+            self.parts, db, chain.verify, Fetcher(catalog, self.check_rpc),
+            prover=Prover(self.check_rpc, chain.name) if chain.verify.proof else None)
         self.backfill = Backfill(self.parts, self.claims, options.worker, bf,
                                  on_committed=self.verifier.committed)
         self.watch = watch
@@ -105,10 +107,6 @@ class ChainRun:
         c = p.chain
         metrics.open_chain(c.name, [t.name for t in p.catalog.tables], self.rpc.endpoints,
                            live=self.live is not None)
-        if c.verify.proof:
-            raise ConfigError(f"{c.source}: verify.proof: proving the checked logs against "
-                              "the blocks' receiptsRoot is not available in this release; "
-                              "remove the key")
         remote = await self.rpc.chain_id()
         if remote != c.chain_id:
             raise SystemExit(

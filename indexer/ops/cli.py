@@ -68,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     ve.add_argument("--repair", action="store_true",
                     help="fetch the differing blocks again, replace their rows, check again")
     ve.add_argument("--proof", action="store_true",
-                    help="check the blocks' receipts against their receiptsRoot")
+                    help="compare with the logs of the blocks' receipts, proven against "
+                    "each block's receiptsRoot and canonical hash, not the eth_getLogs answer")
     ve.add_argument("--json", action="store_true")
 
     pr = sub.add_parser("prune", help="delete a contract's rows on a chain (after removing it "

@@ -142,10 +142,6 @@ async def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.sink.database import Database
 
     chain = load_chain(resolve_chain(args.chain))
-    if args.proof:
-        print("error: --proof: checking receipts against receiptsRoot is not available in this "
-              "release; run without it", file=sys.stderr)
-        return EXIT_CONFIG
     # Another endpoint than the one that most likely served the rows, when there are several.
     endpoints = chain.rpc[1:] + chain.rpc[:1]
     db = await Database.connect(database_url(settings), settings.schema, max_size=6)
@@ -153,7 +149,7 @@ async def _verify(args: argparse.Namespace, settings: Settings) -> int:
         await db.migrate()
         async with RpcClient(endpoints, chain=chain.name, timeout=settings.rpc_timeout) as rpc:
             return await verify_command(db, chain, rpc, args.contract, args.from_block,
-                                        args.to_block, args.repair, args.json)
+                                        args.to_block, args.repair, args.json, args.proof)
     finally:
         await db.close()
 

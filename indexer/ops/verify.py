@@ -2,12 +2,16 @@
 sources (one contract's, with ``--contract``) in the range is fetched again, from another
 endpoint than the first when the chain has several, decoded with the same specs and compared
 with the stored rows, unit by unit (``verify.check``). Each difference is reported (table,
-block, log index, missing / extra / changed). With ``--repair`` the differing blocks are fetched
-again and their rows replaced exactly once (``sink.replace``, refused after a reorg repair),
-then checked again.
+block, log index, missing / extra / changed). With ``--proof`` the chain's logs are those of
+the blocks' receipts, proven against each block's receiptsRoot and canonical hash
+(``verify.prover``) instead of the eth_getLogs answer; a block that cannot be proven is
+reported (block, reason). With ``--repair`` the differing blocks are fetched again (proven
+again, with ``--proof``) and their rows replaced exactly once (``sink.replace``, refused after
+a reorg repair), then checked again.
 
-Exit 0 when everything checked is equal (after a repair, if asked), 1 when a difference was
-found and not repaired, 2 for bad input.
+Exit 0 when everything checked is equal (after a repair, if asked) and, with ``--proof``, every
+block proven; 1 when a difference was found and not repaired or a block was not proven; 2 for
+bad input.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from indexer.sink.postgres import PostgresSink
 from indexer.sink.tables import ensure_event_tables
 from indexer.types import BlockRange
 from indexer.verify.check import UnitCheck, check_unit
+from indexer.verify.proof import ProofFailure
+from indexer.verify.prover import Prover
 from indexer.verify.repair import repair
 from indexer.verify.rows import Difference, blocks_of
 
@@ -50,18 +56,42 @@ class Report:
     rows: int = 0  # rows of the chain compared
     differences: list[Difference] = field(default_factory=list)
     repaired: list[Difference] = field(default_factory=list)  # found, then set right
+    proof: bool = False
+    proof_failures: list[ProofFailure] = field(default_factory=list)  # blocks not proven
+    proven_blocks: int = 0  # headers hashed and found canonical
+    proven_receipts: int = 0  # receipts that rebuilt their block's receiptsRoot
 
     @property
     def equal(self) -> bool:
-        return not self.differences
+        return not self.differences and not self.proof_failures
+
+    @property
+    def unproven(self) -> list[ProofFailure]:
+        """The blocks not proven, once each (units of one range share their blocks)."""
+        return sorted(set(self.proof_failures))
+
+    def add(self, c: UnitCheck) -> None:
+        self.blocks += len(c.unit.range)
+        self.rows += c.rows
+        self.differences += c.differences
+        self.proof_failures += c.failures
+        self.proven_blocks += c.proven_blocks
+        self.proven_receipts += c.proven_receipts
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "chain": self.chain, "from_block": self.first, "to_block": self.last,
             "blocks_checked": self.blocks, "rows_checked": self.rows, "equal": self.equal,
             "differences": [_diff_json(d) for d in self.differences],
             "repaired": [_diff_json(d) for d in self.repaired],
+            "proof": self.proof,
         }
+        if self.proof:
+            doc.update({"blocks_proven": self.proven_blocks,
+                        "receipts_proven": self.proven_receipts,
+                        "proof_failures": [{"block": f.block, "reason": f.reason}
+                                           for f in self.unproven]})
+        return doc
 
 
 def _diff_json(d: Difference) -> dict[str, Any]:
@@ -71,7 +101,8 @@ def _diff_json(d: Difference) -> dict[str, Any]:
 class Verifying:
     """One verification: its catalogue, what is done, and the fetch path."""
 
-    def __init__(self, db: Database, catalog: Catalog, rpc: RpcClient, keys: list[str]) -> None:
+    def __init__(self, db: Database, catalog: Catalog, rpc: RpcClient, keys: list[str],
+                 proof: bool = False) -> None:
         self.db = db
         self.catalog = catalog
         self.rpc = rpc
@@ -79,6 +110,7 @@ class Verifying:
         self.sink = PostgresSink(db, chain.chain_id, chain.partition_blocks, catalog.columns)
         self.state = ChainState([s for s in catalog.sources if s.name in set(keys)])
         self.fetcher = Fetcher(catalog, rpc)
+        self.prover = Prover(rpc, chain.name) if proof else None
 
     async def plan(self, first: int | None, last: int | None) -> tuple[BlockRange, list[Unit]]:
         """The indexed blocks of the range (at most to the safe head), as units."""
@@ -113,23 +145,23 @@ class Verifying:
                                          unit.sources, unit.factory))
                     unit = Unit(head, unit.sources, unit.factory)
                 running.add(asyncio.create_task(check_unit(
-                    self.catalog, self.fetcher, self.db, unit, self.state.children)))
+                    self.catalog, self.fetcher, self.db, unit, self.state.children,
+                    self.prover)))
             done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 c = task.result()
                 found.append(c)
-                report.blocks += len(c.unit.range)
-                report.rows += c.rows
-                report.differences += c.differences
+                report.add(c)
                 size = next_size(size, c.rows, len(c.unit.range), target_logs=TARGET_LOGS,
                                  hi=MAX_SIZE)
                 show.update(report)
         return found
 
     async def repair(self, checks: list[UnitCheck]) -> list[UnitCheck]:
-        """Fetch the differing blocks again and replace their rows; their checks after."""
-        return [await repair(self.db, self.catalog, self.fetcher, self.state, self.sink, c)
-                for c in checks]
+        """Fetch the differing blocks again and replace their rows; their checks after. With a
+        proof, a block that is not proven this time is not replaced: its check says why."""
+        return [await repair(self.db, self.catalog, self.fetcher, self.state, self.sink, c,
+                             self.prover) for c in checks]
 
 
 class Progress:
@@ -152,7 +184,9 @@ class Progress:
         eta_text = "--:--" if eta == float("inf") else f"{int(eta) // 60}:{int(eta) % 60:02d}"
         line = (f"verify {r.chain}: {100 * r.blocks / self.total:5.1f}% blocks "
                 f"{r.blocks:,}/{self.total:,}  {rate:,.0f} blocks/s  {r.rows:,} rows  "
-                f"{len(r.differences)} differences  ETA {eta_text}")
+                f"{len(r.differences)} differences"
+                + (f"  {len(r.proof_failures)} not proven" if r.proof else "")
+                + f"  ETA {eta_text}")
         sys.stderr.write(("\r\x1b[2K" + line) if self.tty else line + "\n")
         if final and self.tty:
             sys.stderr.write("\n")
@@ -160,23 +194,26 @@ class Progress:
 
 
 async def verify(db: Database, chain: ChainConfig, rpc: RpcClient, contract: str | None,
-                 first: int | None, last: int | None, repair: bool) -> Report:
+                 first: int | None, last: int | None, repair: bool,
+                 proof: bool = False) -> Report:
     attached = await attach(db, chain)
     catalog = attached.catalog
     keys = catalog.keys_of(contract) if contract is not None else list(catalog.keyed)
     if not keys:
         raise ConfigError(f"{chain.source}: there is no contract {contract} in the chain file")
     await ensure_event_tables(db, catalog.tables)
-    v = Verifying(db, catalog, rpc, keys)
+    v = Verifying(db, catalog, rpc, keys, proof)
     rng, units = await v.plan(first, last)
-    report = Report(chain.name, rng.start, rng.end)
+    report = Report(chain.name, rng.start, rng.end, proof=proof)
     show = Progress(sum(len(u.range) for u in units))
     checks = await v.check(units, report, show)
     show.update(report, final=True)
     if repair and report.differences:
         found = report.differences
-        after = await v.repair([c for c in checks if not c.equal])
+        after = await v.repair([c for c in checks if c.differences])
         report.differences = [d for c in after for d in c.differences]
+        report.proof_failures = sorted(set(report.proof_failures).union(
+            f for c in after for f in c.failures))
         report.repaired = [d for d in found if d not in set(report.differences)]
     return report
 
@@ -184,12 +221,16 @@ async def verify(db: Database, chain: ChainConfig, rpc: RpcClient, contract: str
 def print_report(r: Report) -> None:
     print(f"{r.chain}: checked {r.blocks:,} indexed blocks of {r.first:,}-{r.last:,}, "
           f"{r.rows:,} rows of the chain")
+    if r.proof:
+        print(f"proven: {r.proven_blocks:,} block headers (hashed, canonical), "
+              f"{r.proven_receipts:,} receipts against their block's receiptsRoot")
     if r.repaired:
         print(f"repaired {len(r.repaired)} rows in {len(blocks_of(r.repaired))} blocks "
               f"(fetched again, replaced, checked again)")
     if r.equal:
-        print("equal: every table matches the chain")
+        print("equal: every table matches the chain" + (" (proven)" if r.proof else ""))
         return
+    _print_unproven(r.unproven)
     by_table: dict[str, list[Difference]] = {}
     for d in r.differences:
         by_table.setdefault(d.table, []).append(d)
@@ -204,10 +245,20 @@ def print_report(r: Report) -> None:
             print(f"  ... and {len(diffs) - 50} more (--json lists them all)")
 
 
+def _print_unproven(failures: list[ProofFailure]) -> None:
+    if not failures:
+        return
+    print(f"NOT PROVEN: {len(failures)} blocks (their rows were not compared)")
+    for f in sorted(failures)[:50]:
+        print(f"  block {f.block}: {f.reason}")
+    if len(failures) > 50:
+        print(f"  ... and {len(failures) - 50} more (--json lists them all)")
+
+
 async def verify_command(db: Database, chain: ChainConfig, rpc: RpcClient, contract: str | None,
                          first: int | None, last: int | None, repair: bool,
-                         as_json: bool) -> int:
-    report = await verify(db, chain, rpc, contract, first, last, repair)
+                         as_json: bool, proof: bool = False) -> int:
+    report = await verify(db, chain, rpc, contract, first, last, repair, proof)
     if as_json:
         sys.stdout.write(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode()
                          + "\n")

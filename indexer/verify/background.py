@@ -2,7 +2,9 @@
 the committed units, and every unit committed over blocks a reorg repair replaced, checked
 against the chain again once their blocks are final. A difference is logged at ERROR, counted
 (``indexer_verify_mismatched_rows_total``, alert IndexerDataMismatch) and, with ``repair:
-true``, re-indexed and checked again."""
+true``, re-indexed and checked again. With ``proof: true`` the logs compared are proven against
+the blocks' receiptsRoot first (``verify.prover``); a block that is not proven is logged at
+ERROR and counted (``result="unproven"``), its rows left as they are."""
 
 from __future__ import annotations
 
@@ -20,18 +22,20 @@ from indexer.retry import TRANSIENT, is_transient
 from indexer.sink.database import Database
 from indexer.types import BlockRange
 from indexer.verify.check import UnitCheck, check_unit
+from indexer.verify.prover import Prover
 from indexer.verify.repair import repair
 from indexer.verify.rows import blocks_of
 
-RESULTS = ("equal", "different", "repaired", "error", "dropped")
+RESULTS = ("equal", "different", "repaired", "unproven", "error", "dropped")
 QUEUE = 256  # units waiting for a check; past it a sampled unit is dropped (and counted)
 REPAIRS_KEPT = 32  # repaired ranges whose re-commits are all checked
 
 
 class BackgroundVerifier:
     def __init__(self, parts: ChainParts, db: Database, config: VerifyConfig, fetcher: Fetcher,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, prover: Prover | None = None) -> None:
         self.parts = parts
+        self.prover = prover  # with verify.proof: the logs compared are proven first
         self.db = db
         self.config = config
         self.fetcher = fetcher
@@ -40,6 +44,7 @@ class BackgroundVerifier:
         self.repaired_ranges: list[BlockRange] = []
         self.checked = 0
         self.unrepaired = 0  # units found different and left so (no repair, or it failed)
+        self.unproven = 0  # units holding a block whose receipts did not prove its logs
 
     def committed(self, unit: Unit) -> None:
         """A unit was committed: checked if it is in the sample, or re-commits repaired
@@ -92,8 +97,17 @@ class BackgroundVerifier:
 
     async def _check(self, unit: Unit) -> None:
         p = self.parts
-        found = await check_unit(p.catalog, self.fetcher, self.db, unit, p.state.children)
+        found = await check_unit(p.catalog, self.fetcher, self.db, unit, p.state.children,
+                                 self.prover)
         self.checked += 1
+        if found.failures:
+            self.unproven += 1
+            metrics.VERIFY_RANGES.labels(chain=p.name, result="unproven").inc()
+            logging.getLogger(__name__).error(
+                "%s: blocks %s NOT PROVEN against their receiptsRoot: %s", p.name, unit.range,
+                "; ".join(f"block {f.block}: {f.reason}" for f in found.failures[:5]))
+            if not found.differences:
+                return
         if found.equal:
             metrics.VERIFY_RANGES.labels(chain=p.name, result="equal").inc()
             return
@@ -102,7 +116,8 @@ class BackgroundVerifier:
             metrics.VERIFY_RANGES.labels(chain=p.name, result="different").inc()
             self.unrepaired += 1
             return
-        after = await repair(self.db, p.catalog, self.fetcher, p.state, p.sink, found)
+        after = await repair(self.db, p.catalog, self.fetcher, p.state, p.sink, found,
+                             self.prover)
         result = "repaired" if after.equal else "different"
         metrics.VERIFY_RANGES.labels(chain=p.name, result=result).inc()
         log = logging.getLogger(__name__)

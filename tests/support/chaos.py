@@ -27,7 +27,9 @@ Standing conditions: ``latency`` seconds added to every request; ``max_logs``: a
 over several blocks with more logs is refused (Infura's shape with a hint); ``max_range`` with
 ``shape``: every eth_getLogs over more blocks is refused in that provider's shape; ``lag``:
 eth_blockNumber, "latest" and headers pretend the head is ``lag`` blocks lower; ``syncing``:
-eth_syncing says the node is still syncing; ``dead``: the
+eth_syncing says the node is still syncing; ``forge`` (block -> "data" or "topics"): the
+logs of those blocks rewritten in eth_getLogs and in receipts alike, block hashes kept
+(``forge.py``); ``no_block_receipts``: eth_getBlockReceipts is "method not found"; ``dead``: the
 port refuses connections (``kill()``/``revive()``).
 
 Standing lies of eth_getLogs answers: ``block_logs_cap``: an answer with more logs is refused
@@ -51,6 +53,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from tests.support.forge import Rewrite, forge, refuse_block_receipts
 from tests.support.services import free_port
 
 # name -> (HTTP status, JSON-RPC code or None, message). {max}: the limit in blocks, {frm}/{to}:
@@ -102,6 +105,8 @@ class Chaos:
     lag: int = 0
     syncing: bool = False  # eth_syncing answers that the node is still syncing
     hold: float = 2.0  # seconds a "timeout" holds the request
+    forge: dict[int, Rewrite] = field(default_factory=dict)  # block -> how its logs are rewritten
+    no_block_receipts: bool = False  # eth_getBlockReceipts answered "method not found"
     retry_after: str = "1"
     block_logs_cap: int | None = None
     wrong_timestamps: bool = False
@@ -277,6 +282,11 @@ class ChaosProxy:
         if c.lag:
             for call, reply in zip(calls, ordered, strict=True):
                 _lag(call, reply, head)
+        for call, reply in zip(calls, ordered, strict=True):
+            if c.no_block_receipts and refuse_block_receipts(call, reply):
+                self.seen["no_block_receipts"] += 1
+            elif c.forge:
+                self.seen["forge"] += forge(call, reply, c.forge)
         if c.syncing:
             for call, reply in zip(calls, ordered, strict=True):
                 if call.get("method") == "eth_syncing":
