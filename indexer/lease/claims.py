@@ -118,7 +118,9 @@ class Claims:
                     continue
                 rng = BlockRange(rng.start, min(rng.end, limit))
             cands.extend(pieces(rng, self.span))
-        for group, cands in groups.items():
+        # The group whose first free blocks are lowest goes first: children whose discovery
+        # covers them run beside the main units, not after them all, and the watermark moves.
+        for group, cands in sorted(groups.items(), key=lambda g: g[1][0].start if g[1] else 0):
             if not cands:
                 continue
             factory = None if group == "main" else group.split(":", 1)[1]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import asyncpg
 
+from indexer.sink import numeric
 from indexer.sink import schema as ddl
 from indexer.sink.api import DatabaseUnavailable, SinkError
 
@@ -101,7 +102,7 @@ class Database:
         pool = await asyncpg.create_pool(
             dsn, min_size=0, max_size=max_size, command_timeout=600,
             statement_cache_size=0 if pooled else STATEMENT_CACHE,
-            init=_keepalive, reset=_nothing_to_reset if pooled else None,
+            init=_setup, reset=_nothing_to_reset if pooled else None,
         )
         assert pool is not None
         return cls(pool, schema, pooled=pooled, tx_timeout=tx_timeout)
@@ -234,7 +235,14 @@ async def behind_pooler(dsn: str) -> bool:
         await conn.close()
 
 
-async def _keepalive(conn: asyncpg.Connection) -> None:
+async def _setup(conn: asyncpg.Connection) -> None:
+    """Every new connection of the pool: TCP keepalive, and ``numeric`` through our codec
+    (``sink.numeric``: about twice as fast as asyncpg's in the COPY of event rows)."""
+    _keepalive(conn)
+    await numeric.install(conn)
+
+
+def _keepalive(conn: asyncpg.Connection) -> None:
     """TCP keepalive on the client's side of a new connection: a server (or pooler) host
     gone without a word is noticed within about a minute, not hours."""
     transport = getattr(conn, "_transport", None)  # asyncpg has no public way to its socket
