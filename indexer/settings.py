@@ -42,6 +42,7 @@ class Settings:
     rpc_timeout: float = DEFAULT_RPC_TIMEOUT
     live_trace: str | None = None  # a file the live tail appends one line per block to
     faults: str = ""  # fault points for tests (see faults.py)
+    sql_url: str | None = None  # the login `serve` runs /sql statements as; None: derived
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,6 +69,7 @@ class Settings:
                                 3600.0),
             live_trace=text("INDEXER_LIVE_TRACE"),
             faults=text("INDEXER_FAULTS") or "",
+            sql_url=text("INDEXER_SQL_URL"),
         )
 
     def worker_id(self) -> str:
