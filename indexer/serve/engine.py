@@ -198,9 +198,7 @@ def _status(error: GraphQLError) -> int:
     original = error.original_error
     if isinstance(original, ApiError):
         return original.status
-    if original is None:
-        return 400 if error.path is None else 500
-    return 500
+    return 400 if error.path is None else 500
 
 
 def formatted(error: GraphQLError) -> dict[str, Any]:
@@ -208,7 +206,7 @@ def formatted(error: GraphQLError) -> dict[str, Any]:
     original = error.original_error
     if isinstance(original, ApiError):
         out["extensions"] = {**dict(out.get("extensions") or {}), "code": original.code}
-    elif original is not None:
+    elif original is not None and error.path is not None:
         log.error("serve: a resolver failed: %s: %s", type(original).__name__, original,
                   exc_info=original)
         out["message"] = "internal error (logged by the server)"
