@@ -182,8 +182,8 @@ def _out(value: Any) -> Any:
         return value if value == value and abs(value) != float("inf") else str(value)
     if isinstance(value, bytes):
         return "0x" + value.hex()
-    if isinstance(value, decimal.Decimal):
-        return str(value)
+    if isinstance(value, decimal.Decimal):  # never in exponent notation
+        return str(value) if not value.is_finite() else format(value, "f")
     if isinstance(value, datetime.datetime | datetime.date | datetime.time):
         return value.isoformat()
     if isinstance(value, list | tuple | asyncpg.Record):
