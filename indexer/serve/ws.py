@@ -104,9 +104,9 @@ class Transport:
             if acked.is_set():
                 return 4429, "Too many initialisation requests"
             acked.set()
-            await ws.send_bytes(orjson.dumps({"type": "connection_ack"}))
+            await ws.send_str(orjson.dumps({"type": "connection_ack"}).decode())
         elif kind == "ping":
-            await ws.send_bytes(orjson.dumps({"type": "pong"}))
+            await ws.send_str(orjson.dumps({"type": "pong"}).decode())
         elif kind == "pong":
             pass
         elif kind == "subscribe":
@@ -130,7 +130,7 @@ class Transport:
     async def _operation(self, ws: web.WebSocketResponse, op_id: str, payload: Any,
                          ops: dict[str, asyncio.Task[None]]) -> None:
         async def send(message: dict[str, Any]) -> None:
-            await ws.send_bytes(orjson.dumps({**message, "id": op_id}))
+            await ws.send_str(orjson.dumps({**message, "id": op_id}).decode())
 
         try:
             started = await self._start(payload)
