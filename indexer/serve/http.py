@@ -18,6 +18,7 @@ from indexer.serve.engine import Answer, Engine, refused
 from indexer.serve.ratelimit import RateLimit
 from indexer.serve.resolve import Reader, Request
 from indexer.serve.sqlapi import SqlEndpoint, SqlError
+from indexer.serve.values import parse_request
 
 MAX_BODY = 256 * 1024
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -85,8 +86,8 @@ class Api:
                 f"a GraphQL request is JSON (Content-Type: application/json), not {ctype!r}",
                 415), started)
         try:
-            body = orjson.loads(await request.read())
-        except orjson.JSONDecodeError as e:
+            body = parse_request(await request.read())
+        except ValueError as e:
             return self._reply(request, refused(f"the body is not JSON: {e}"), started)
         if not isinstance(body, dict):
             return self._reply(request, refused("the body must be a JSON object"), started)
@@ -100,8 +101,8 @@ class Api:
         body: dict[str, Any] = {"query": q.get("query"), "operationName": q.get("operationName")}
         if "variables" in q:
             try:
-                body["variables"] = orjson.loads(q["variables"])
-            except orjson.JSONDecodeError as e:
+                body["variables"] = parse_request(q["variables"])
+            except ValueError as e:
                 return self._reply(request, refused(f"variables is not JSON: {e}"), started)
         return await self._graphql(request, body, started)
 
@@ -132,8 +133,8 @@ class Api:
         if self.sql is None:
             return 503, orjson.dumps({"error": f"/sql is off: {self.sql_off}"})
         try:
-            body = orjson.loads(await request.read())
-        except orjson.JSONDecodeError as e:
+            body = parse_request(await request.read())
+        except ValueError as e:
             return 400, orjson.dumps({"error": f"the body is not JSON: {e}"})
         if not isinstance(body, dict):
             return 400, orjson.dumps({"error": "the body must be a JSON object"})

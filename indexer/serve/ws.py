@@ -20,6 +20,7 @@ from indexer.serve.engine import Answer, Engine, formatted
 from indexer.serve.errors import ApiError
 from indexer.serve.live import Feed
 from indexer.serve.resolve import Reader, Request
+from indexer.serve.values import parse_request
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,8 @@ class Transport:
                     await ws.close(code=4400, message=b"Invalid message")
                     break
                 try:
-                    data = orjson.loads(msg.data)
-                except orjson.JSONDecodeError:
+                    data = parse_request(msg.data)
+                except ValueError:
                     data = None
                 close = await self._message(ws, data, acked, ops)
                 if close is not None:
