@@ -108,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
                     "latency of live pushes (default 0.1)")
     sv.add_argument("--pool", type=int, default=8, metavar="N",
                     help="database connections for queries (default 8)")
+    sv.add_argument("--cache-ttl", type=float, default=1.0, metavar="SECONDS",
+                    help="identical queries read at the same indexed blocks share one answer "
+                    "for at most this long (default 1; 0: every query asks the database)")
     sv.add_argument("--rate-limit", type=float, default=0.0, metavar="PER_SECOND",
                     help="requests per second per client address (default 0: no limit)")
 

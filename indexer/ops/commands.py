@@ -84,13 +84,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         ("row-limit", 1 <= args.row_limit <= 1_000_000, "1 to 1000000"),
         ("poll-interval", 0.01 <= args.poll_interval <= 60, "0.01 to 60"),
         ("pool", 1 <= args.pool <= 100, "1 to 100"),
-        ("rate-limit", args.rate_limit >= 0, "0 or more")) if not ok]
+        ("rate-limit", args.rate_limit >= 0, "0 or more"),
+        ("cache-ttl", 0 <= args.cache_ttl <= 3600, "0 to 3600")) if not ok]
     if problems:
         print("error: " + "; ".join(problems), file=sys.stderr)
         return EXIT_CONFIG
     request = ServeRequest(port=args.port, host=args.host, timeout=args.timeout,
                            row_limit=args.row_limit, poll_interval=args.poll_interval,
-                           pool_size=args.pool, rate_limit=args.rate_limit)
+                           pool_size=args.pool, rate_limit=args.rate_limit,
+                           cache_ttl=args.cache_ttl)
     return _with_loop(serve(chains, request, settings))
 
 

@@ -14,6 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from indexer import metrics
+from indexer.serve.cache import AnswerCache, key_of
 from indexer.serve.engine import Answer, Engine, refused
 from indexer.serve.ratelimit import RateLimit
 from indexer.serve.resolve import Reader, Request
@@ -32,9 +33,11 @@ class Api:
     the reason in ``sql_off``)."""
 
     def __init__(self, engine: Engine, reader: Reader, sql: SqlEndpoint | None,
-                 sql_off: str = "", rate: RateLimit | None = None) -> None:
+                 sql_off: str = "", rate: RateLimit | None = None,
+                 cache: AnswerCache | None = None) -> None:
         self.engine = engine
         self.reader = reader
+        self.cache = cache
         self.sql = sql
         self.sql_off = sql_off
         self.rate = rate
@@ -110,16 +113,33 @@ class Api:
                        started: float) -> web.StreamResponse:
         if self.stream is not None and "text/event-stream" in request.headers.get("Accept", ""):
             return await self.stream(request, body)
-        answer = await self.engine.run(body.get("query"), body.get("variables"),
-                                       body.get("operationName"), Request(self.reader))
-        return self._reply(request, answer, started)
+        query, variables, name = body.get("query"), body.get("variables"), body.get("operationName")
+        key = None
+        if self.cache is not None and isinstance(query, str) and (name is None
+                                                                  or isinstance(name, str)):
+            key = key_of(query, name, variables)
+            hit = None if key is None else self.cache.get(key, self.reader.watch.version,
+                                                           started)
+            if hit is not None:
+                return self._send(request, 200, hit[1], hit[0], started)
+        context = Request(self.reader)
+        answer = await self.engine.run(query, variables, name, context)
+        data = orjson.dumps(answer.body)
+        if key is not None and answer.status == 200 and context.version >= 0:
+            assert self.cache is not None
+            self.cache.put(key, context.version, (answer.operation, data), started)
+        return self._send(request, answer.status, data, answer.operation, started)
 
     def _reply(self, request: web.Request, answer: Answer, started: float) -> web.Response:
+        return self._send(request, answer.status, orjson.dumps(answer.body), answer.operation,
+                          started)
+
+    def _send(self, request: web.Request, status: int, body: bytes, operation: str,
+              started: float) -> web.Response:
         accept = request.headers.get("Accept", "")
         ctype = GRAPHQL_RESPONSE if GRAPHQL_RESPONSE in accept else "application/json"
-        self.count("graphql", answer.operation, answer.status, time.perf_counter() - started)
-        return web.Response(status=answer.status, body=orjson.dumps(answer.body),
-                            content_type=ctype, charset="utf-8")
+        self.count("graphql", operation, status, time.perf_counter() - started)
+        return web.Response(status=status, body=body, content_type=ctype, charset="utf-8")
 
     # ----------------------------------------------------------------------------- SQL
 

@@ -48,6 +48,7 @@ class Request:
 
     reader: Reader
     frontier: Frontier | None = None
+    version: int = -1  # of the frontier read at (-1: several, or none)
     fields: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def current(self) -> Frontier:
@@ -55,7 +56,9 @@ class Request:
         if got is None:
             raise unavailable("the database has not been read yet; try again")
         if self.frontier is None:
-            self.frontier = got
+            self.frontier, self.version = got, self.reader.watch.version
+        elif got is not self.frontier:
+            self.version = -1
         return got
 
     def extensions(self) -> dict[str, Any]:
@@ -122,6 +125,7 @@ def page_resolver(table: Table) -> Callable[..., Any]:
             if q is None or records[0]["epoch"] == frontier.epoch:
                 break
             req.frontier = await req.reader.watch.refresh()
+            req.version = -1
         else:
             raise ApiError("the tables are being repaired after a reorg; try again", 503,
                            "REORG_IN_PROGRESS")

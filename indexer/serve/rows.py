@@ -17,7 +17,7 @@ from graphql.execution import Executor
 from indexer.serve.tables import Table
 from indexer.serve.values import OUTPUTS
 
-Layout = dict[str, tuple[int, Callable[[Any], Any]]]
+Layout = dict[str, tuple[int, Callable[[Any], Any] | None]]
 
 
 def layout(table: Table) -> Layout:
@@ -55,7 +55,7 @@ class RowsExecutor(Executor):
             row = _row_type(return_type)
             grouped = self.collect_subfields(row, field_details_list)[0]
             columns = result.columns
-            plan: list[tuple[str, int, Callable[[Any], Any]]] = []
+            plan: list[tuple[str, int, Callable[[Any], Any] | None]] = []
             for key, details in grouped.items():
                 name = details[0].node.name.value
                 if name == "__typename":
@@ -63,6 +63,7 @@ class RowsExecutor(Executor):
                 else:
                     index, out = columns[name]
                     plan.append((key, index, out))
-            return [{key: out(r[index]) for key, index, out in plan} for r in result.records]
+            return [{key: r[index] if out is None else out(r[index]) for key, index, out in plan}
+                    for r in result.records]
         return super().complete_value(return_type, field_details_list, info, path, result,
                                       position_context)

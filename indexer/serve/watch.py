@@ -54,6 +54,8 @@ class Watch:
         self.interval = interval
         self.heads: dict[int, int] = {}  # the nodes' heads (serve --chain), set from outside
         self.frontier: Frontier | None = None
+        self.version = 0  # grows whenever ``frontier`` is replaced
+        self._last: tuple[Snapshot, tuple[tuple[int, int], ...]] | None = None
         self.tables: TableRows = ()
         self.on_tables: Callable[[TableRows], None] | None = None
         self.listeners: set[Listener] = set()
@@ -99,13 +101,20 @@ class Watch:
     async def _poll(self) -> Frontier:
         old = self.frontier
         snap, tables, reorgs = await self._read()
-        frontier = compute(snap, self.scope, self.heads)
+        heads = tuple(sorted(self.heads.items()))
+        if old is not None and self._last == (snap, heads):
+            frontier = old  # nothing moved: answers read at it stay good (cache.py)
+        else:
+            frontier = compute(snap, self.scope, self.heads)
+            self._last = (snap, heads)
         repairs = self._repairs(old, frontier, reorgs) if old is not None else []
         self._reorgs_seen = {tuple(r.values()) for r in reorgs}
         if tables != self.tables:
             self.tables = tables
             if self.on_tables is not None:
                 self.on_tables(tables)
+        if frontier is not old:
+            self.version += 1
         self.frontier = frontier
         self.last_ok, self.last_error = time.monotonic(), ""
         self._polled.set()
