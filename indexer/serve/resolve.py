@@ -92,6 +92,9 @@ async def fetch(reader: Reader, q: PageQuery) -> list[asyncpg.Record]:
         raise timed_out(reader.timeout) from e
     except TimeoutError as e:
         raise timed_out(reader.timeout) from e
+    except asyncpg.UndefinedTableError as e:  # dropped (indexer prune) since the last poll
+        raise ApiError("the table is gone (pruned); the schema follows at the next read of "
+                       "the database", 503, "TABLE_GONE") from e
     except asyncpg.DataError as e:  # a value Postgres cannot take (NUL in text, ...)
         raise bad_input(f"a value is not accepted by the database: {e}") from e
     except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError) as e:

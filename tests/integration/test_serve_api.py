@@ -242,3 +242,22 @@ def test_a_table_made_after_the_start_is_served_without_a_restart(
         served.stop()
     finally:
         asyncio.run(drop_database(database_admin_url, url))
+
+
+def test_server_sent_events_carry_an_answer_then_complete(setup: Setup):
+    import urllib.request
+
+    req = urllib.request.Request(
+        setup.served.url + "/graphql", method="POST",
+        data=b'{"query": "{ chains { name indexed } }"}',
+        headers={"Content-Type": "application/json", "Accept": "text/event-stream"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        text = resp.read().decode()
+    events = [e for e in text.split("\n\n") if e.strip()]
+    assert events[0].startswith("event: next\ndata: ")
+    assert '"chains":[{"name":"anvil","indexed":"%d"}]' % setup.head in events[0]
+    assert events[-1] == "event: complete\ndata:"
+    bad = setup.served.post("/graphql", {"query": "subscription { nope }"},
+                            headers={"Accept": "text/event-stream"})
+    assert bad.status == 400 and bad.body["errors"]  # refused before any stream starts
