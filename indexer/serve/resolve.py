@@ -127,7 +127,10 @@ def page_resolver(table: Table) -> Callable[..., Any]:
             records = [] if q is None else await fetch(req.reader, q)
             if q is None or records[0]["epoch"] == frontier.epoch:
                 break
-            req.frontier = await req.reader.watch.refresh()
+            try:
+                req.frontier = await req.reader.watch.refresh()
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+                raise unavailable(f"the database cannot be read: {type(e).__name__}") from e
             req.version = -1
         else:
             raise ApiError("the tables are being repaired after a reorg; try again", 503,
