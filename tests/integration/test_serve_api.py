@@ -6,6 +6,7 @@ cannot be answered is an error with a 4xx status, never a 200."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,3 +265,24 @@ def test_server_sent_events_carry_an_answer_then_complete(setup: Setup):
     bad = setup.served.post("/graphql", {"query": "subscription { nope }"},
                             headers={"Accept": "text/event-stream"})
     assert bad.status == 400 and bad.body["errors"]  # refused before any stream starts
+
+
+def test_with_its_chain_file_serve_takes_the_head_from_the_node(setup: Setup, anvil_module: Anvil,
+                                                                tmp_path: Path):
+    # runs last in this module: it mines blocks nothing indexes
+    env = env_for(setup.database_url, anvil_module.url)
+    served = start_serve(env, tmp_path / "serve.log", ["--chain", "anvil"])
+    try:
+        for _ in range(3):
+            anvil_module.rpc().call("evm_mine")
+        node = int(anvil_module.rpc().call("eth_blockNumber"), 16)
+        deadline = time.monotonic() + 20  # the node is asked once a block time (1 s)
+        while True:
+            (c,) = served.data("{ chains { head safe indexed lag } }")["chains"]
+            if c["head"] == str(node) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert c == {"head": str(node), "safe": str(node), "indexed": str(setup.head),
+                     "lag": str(node - setup.head)}
+    finally:
+        served.stop()
