@@ -192,6 +192,32 @@ VERIFY_MISMATCHED_ROWS = Counter(
     ["chain", "table"],
     registry=REGISTRY,
 )
+# The query API (``indexer serve``). ``operation``: the table field asked (a single root field),
+# ``chains``, ``introspection``, ``multiple``, ``invalid``, ``refused``; ``sql`` for /sql.
+API_REQUESTS = Counter(
+    "indexer_api_requests_total",
+    "Requests answered by the query API, by endpoint (graphql, sql, ws, sse), operation and "
+    "HTTP status.",
+    ["endpoint", "operation", "status"],
+    registry=REGISTRY,
+)
+API_DURATION = Histogram(
+    "indexer_api_request_duration_seconds",
+    "Time to answer a request of the query API, by endpoint and operation.",
+    ["endpoint", "operation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+API_SUBSCRIPTIONS = Gauge(
+    "indexer_api_subscriptions", "Subscriptions open, by transport (ws, sse).", ["transport"],
+    registry=REGISTRY,
+)
+API_CHANGES = Counter(
+    "indexer_api_changes_total",
+    "Changes pushed to subscribers, by kind (insert, retract).",
+    ["kind"],
+    registry=REGISTRY,
+)
 
 # Label values known in advance. ``open_chain`` creates every series of a chain with them when
 # the chain starts, so that rate() and increase() in alerts and panels read 0 until the first

@@ -46,6 +46,7 @@ class Settings:
     faults: str = ""  # fault points for tests (see faults.py)
     db_wait: float = DEFAULT_DB_WAIT
     db_pooler: str = "auto"  # behind a transaction pooler (PgBouncer): no prepared statements
+    sql_url: str | None = None  # the login `serve` runs /sql statements as; None: derived
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +75,7 @@ class Settings:
             faults=text("INDEXER_FAULTS") or "",
             db_wait=_number(env, "INDEXER_DB_WAIT", DEFAULT_DB_WAIT, float, 0.0, 86_400.0),
             db_pooler=_choice(env, "INDEXER_DB_POOLER", POOLER_MODES),
+            sql_url=text("INDEXER_SQL_URL"),
         )
 
     def worker_id(self) -> str:

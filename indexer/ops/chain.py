@@ -34,6 +34,7 @@ from indexer.ops.readiness import ChainStatus, EventStatus, LiveStatus
 from indexer.retry import Patience, patiently
 from indexer.rpc.client import RpcClient
 from indexer.sink.database import Database
+from indexer.sink.indexes import complete_api_indexes
 from indexer.sink.leader import PostgresLeadership
 from indexer.sink.postgres import PostgresSink
 from indexer.sink.tables import ensure_event_tables
@@ -194,6 +195,7 @@ class ChainRun:
         tail = asyncio.create_task(self.live.run()) if self.live is not None else None
         files = asyncio.create_task(self.watch_file()) if self.watch else None
         checks = asyncio.create_task(self.verifier.run())
+        indexes = asyncio.create_task(complete_api_indexes(self.db))
         try:
             if tail is not None:
                 await asyncio.wait({main, tail}, return_when=asyncio.FIRST_COMPLETED)
@@ -208,7 +210,7 @@ class ChainRun:
             drained.cancel()
             return self.progress
         finally:
-            tasks = [t for t in (watch, main, tail, files, checks) if t is not None]
+            tasks = [t for t in (watch, main, tail, files, checks, indexes) if t is not None]
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

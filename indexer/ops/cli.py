@@ -93,6 +93,28 @@ def _parser() -> argparse.ArgumentParser:
                      help="where to write NAME.yaml (default ./chains)")
     add.add_argument("--force", action="store_true", help="overwrite an existing file")
 
+    sv = sub.add_parser("serve", help="the query API: GraphQL and read-only SQL over HTTP, "
+                        "live subscriptions (a separate, stateless, read-only process)")
+    sv.add_argument("--port", type=int, default=8080, help="default 8080")
+    sv.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (0.0.0.0: all)")
+    sv.add_argument("--chain", action="append", metavar="NAME|PATH",
+                    help="serve these chains (repeatable): their files' sources decide the "
+                    "indexed block, their nodes give the head; default every chain indexed")
+    sv.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                    help="statement timeout of every query (default 5)")
+    sv.add_argument("--row-limit", type=int, default=10_000, metavar="N",
+                    help="most rows one /sql statement may return (default 10000)")
+    sv.add_argument("--poll-interval", type=float, default=0.1, metavar="SECONDS",
+                    help="how often the database is read for new blocks and repairs: the "
+                    "latency of live pushes (default 0.1)")
+    sv.add_argument("--pool", type=int, default=8, metavar="N",
+                    help="database connections for queries (default 8)")
+    sv.add_argument("--cache-ttl", type=float, default=1.0, metavar="SECONDS",
+                    help="identical queries read at the same indexed blocks share one answer "
+                    "for at most this long (default 1; 0: every query asks the database)")
+    sv.add_argument("--rate-limit", type=float, default=0.0, metavar="PER_SECOND",
+                    help="requests per second per client address (default 0: no limit)")
+
     db = sub.add_parser("db", help="the database in use (embedded when DATABASE_URL is unset)")
     db.add_argument("action", choices=["url", "psql", "stop"])
     return p

@@ -33,6 +33,8 @@ def run_command(args: argparse.Namespace) -> int:
         return _with_loop(_verify(args, settings))
     if args.command == "prune":
         return _with_loop(_prune(args, settings))
+    if args.command == "serve":
+        return _serve(args, settings)
     if args.command == "status":
         from indexer.ops.status import status
 
@@ -69,6 +71,29 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                          target_logs=args.target_logs, worker=args.worker_id,
                          watch=args.watch)
     return _with_loop(run_chains(chains, request, settings))
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.config import load_chains
+    from indexer.ops.serve import ServeRequest, serve
+
+    chains = load_chains(args.chain) if args.chain else []
+    problems = [f"--{name} must be {rule}" for name, ok, rule in (
+        ("port", 0 <= args.port <= 65535, "0 to 65535"),
+        ("timeout", 0.1 <= args.timeout <= 3600, "0.1 to 3600"),
+        ("row-limit", 1 <= args.row_limit <= 1_000_000, "1 to 1000000"),
+        ("poll-interval", 0.01 <= args.poll_interval <= 60, "0.01 to 60"),
+        ("pool", 1 <= args.pool <= 100, "1 to 100"),
+        ("rate-limit", args.rate_limit >= 0, "0 or more"),
+        ("cache-ttl", 0 <= args.cache_ttl <= 3600, "0 to 3600")) if not ok]
+    if problems:
+        print("error: " + "; ".join(problems), file=sys.stderr)
+        return EXIT_CONFIG
+    request = ServeRequest(port=args.port, host=args.host, timeout=args.timeout,
+                           row_limit=args.row_limit, poll_interval=args.poll_interval,
+                           pool_size=args.pool, rate_limit=args.rate_limit,
+                           cache_ttl=args.cache_ttl)
+    return _with_loop(serve(chains, request, settings))
 
 
 async def _migrate(settings: Settings) -> int:

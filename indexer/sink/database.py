@@ -161,7 +161,24 @@ class Database:
                 await conn.execute("INSERT INTO indexer.migrations (name) VALUES ($1)", f.name)
                 applied.append(f.name)
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ddl.quote_ident(self.schema)}")
+            await self._grant_reader(conn)
         return applied
+
+    async def _grant_reader(self, conn: asyncpg.Connection) -> None:
+        """The query API's read-only login (schema/006_reader.sql) may read the event tables:
+        those there are, once per schema, and those made from now on by this role."""
+        key = f"reader_grants:{self.schema}"
+        if not await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'indexer_reader')"
+                " AND NOT EXISTS (SELECT 1 FROM indexer.meta WHERE key = $1)", key):
+            return
+        schema = ddl.quote_ident(self.schema)
+        await conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO indexer_reader")
+        await conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO indexer_reader")
+        await conn.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT ON TABLES"
+                           " TO indexer_reader")
+        await conn.execute("INSERT INTO indexer.meta (key, value) VALUES ($1, now()::text)"
+                           " ON CONFLICT (key) DO NOTHING", key)
 
     async def instance_id(self) -> str:
         """This database's random id (set by a migration): namespaces the Redis keys."""

@@ -56,6 +56,34 @@ def create_event_table(schema: str, table: str, columns: Sequence[str], types: S
     )
 
 
+# The index the query API needs (issue #12): one address's rows in block order, in the order
+# of the primary key within a chain, so "the latest rows of this contract" and "its rows in a
+# block window" read only those rows (keyset pagination on (block_number, log_index)).
+API_INDEX_COLUMNS = ("address", "block_number", "log_index")
+_API_INDEX_SUFFIX = "_address_idx"
+
+
+def api_index_name(relation: str) -> str:
+    """The name of the API index of a table or of one of its partitions."""
+    return shorten(relation, 63 - len(_API_INDEX_SUFFIX)) + _API_INDEX_SUFFIX
+
+
+def create_api_index(schema: str, relation: str, *, only: bool = False,
+                     concurrently: bool = False) -> str:
+    """The API index on ``relation``: on an event table (or a chain partition) with ``only``
+    it is made on that level alone (invalid until every partition's index is attached); on a
+    block partition ``concurrently`` builds it without blocking writers."""
+    cols = ", ".join(quote_ident(c) for c in API_INDEX_COLUMNS)
+    return (f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}IF NOT EXISTS "
+            f"{quote_ident(api_index_name(relation))} ON {'ONLY ' if only else ''}"
+            f"{qualified(schema, relation)} ({cols})")
+
+
+def attach_index(schema: str, parent_index: str, child_index: str) -> str:
+    return (f"ALTER INDEX {qualified(schema, parent_index)} ATTACH PARTITION "
+            f"{qualified(schema, child_index)}")
+
+
 def create_chain_partition(schema: str, table: str, chain_id: int) -> str:
     return (
         f"CREATE TABLE IF NOT EXISTS {qualified(schema, chain_partition_name(table, chain_id))} "

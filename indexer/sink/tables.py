@@ -1,6 +1,7 @@
 """Event tables and their partitions: created when missing, safely when several workers race,
 and checked against the ABI when they exist (a table with other columns is refused, never
-altered)."""
+altered). Every event table has the query API's index (``schema.create_api_index``), declared on
+the table when it is made, so that each partition is made with it, empty."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import orjson
 
 from indexer.sink import schema as ddl
 from indexer.sink.api import EventTable, SinkError
-from indexer.sink.database import DDL_LOCK, Database
+from indexer.sink.database import DDL_LOCK, Database, table_exists
 from indexer.types import BlockRange
 
 _TYPE_ALIASES = {"timestamp with time zone": "timestamptz"}
@@ -32,8 +33,15 @@ async def ensure_event_tables(db: Database, tables: Iterable[EventTable]) -> Non
             )
             if existing:
                 _check_columns(db.schema, t, [(r["attname"], r["type"]) for r in existing])
+                if not await table_exists(conn, db.schema, ddl.api_index_name(t.name)):
+                    # A table made by an earlier release: the index is declared on the table
+                    # alone (no row read, nothing blocked); every partition made from now on
+                    # gets its own, and sink/indexes.py builds those of the existing ones.
+                    await conn.execute(ddl.create_api_index(db.schema, t.name, only=True))
             else:
                 await conn.execute(ddl.create_event_table(db.schema, t.name, t.columns, t.types))
+                # On the empty table: each partition, made empty, gets it at once.
+                await conn.execute(ddl.create_api_index(db.schema, t.name))
             await conn.execute(
                 "INSERT INTO indexer.event_tables (table_name, contract, event, signature,"
                 " columns) VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (table_name) DO NOTHING",

@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, int]] = [
     ("indexer.settings", 2),
     ("indexer.chain", 3),
     ("indexer.backfill", 4), ("indexer.live", 4), ("indexer.verify", 4),
+    ("indexer.serve", 4),
     ("indexer.ops", 5),
 ]
 

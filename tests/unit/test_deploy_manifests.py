@@ -53,6 +53,7 @@ def _defined_series() -> set[str]:
 DEFINED = _defined_series()
 
 METRIC_NAME = re.compile(r"(?<![:\w])indexer_[a-z0-9_]+\b")
+NOT_METRICS = {"indexer_reader"}  # the query API's read-only role (schema/006_reader.sql)
 RECORD_NAME = re.compile(r"\bchain:[a-z0-9_:]+\b")
 
 
@@ -113,7 +114,7 @@ def test_kubernetes_manifests_have_kind_and_name():
 @pytest.mark.parametrize("path", [ALERTS, *DASHBOARDS, *_all_yaml(DEPLOY)], ids=lambda p: p.name)
 def test_only_metrics_the_code_defines_are_named(path: Path):
     text = path.read_text()
-    for name in set(METRIC_NAME.findall(text)):
+    for name in set(METRIC_NAME.findall(text)) - NOT_METRICS:
         assert name in DEFINED, f"{path.name} names {name}, which indexer/metrics.py does not define"
     for name in set(RECORD_NAME.findall(text)):
         assert name in _recorded(), f"{path.name} names {name}, not recorded in alerts.yml"
@@ -163,6 +164,63 @@ def test_kubernetes_workers_probe_served_paths_on_the_metrics_port():
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     (pdb,) = _docs(DEPLOY / "kubernetes" / "pdb.yaml")
     assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def _serve_paths() -> set[str]:
+    text = (REPO / "indexer" / "serve" / "http.py").read_text()
+    return set(re.findall(r'add_(?:get|post)\("([^"]+)"', text))
+
+
+def test_kubernetes_serve_runs_the_query_api_and_probes_what_it_serves():
+    deployment, service, pdb = _docs(DEPLOY / "kubernetes" / "serve.yaml")
+    assert (deployment["kind"], service["kind"], pdb["kind"]) == (
+        "Deployment", "Service", "PodDisruptionBudget")
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    args = _parser().parse_args(container["args"])
+    assert args.command == "serve" and args.host == "0.0.0.0"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": args.port}
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(args.port)
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        get = container[probe]["httpGet"]
+        assert get["path"] in _serve_paths() and get["port"] in ports
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert {"/graphql", "/sql", "/metrics", "/healthz", "/readyz"} <= _serve_paths()
+    labels = deployment["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["selector"] == labels == pdb["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    (workers,) = _docs(DEPLOY / "kubernetes" / "deployment.yaml")
+    assert labels != workers["spec"]["selector"]["matchLabels"], "serve pods are not workers"
+    assert "command" not in container and pod["spec"]["securityContext"]["runAsNonRoot"]
+    for chain in args.chain:
+        load_chain(resolve_chain(chain), env={})
+    kust = yaml.safe_load((DEPLOY / "kubernetes" / "kustomization.yaml").read_text())
+    assert "serve.yaml" in kust["resources"]
+
+
+def test_compose_serves_the_query_api_from_the_indexer_image():
+    services = _compose()["services"]
+    serve, worker = services["serve"], services["indexer"]
+    assert "build" not in serve and serve["image"] == worker["image"]
+    args = _parser().parse_args(serve["command"])
+    assert args.command == "serve" and args.host == "0.0.0.0" and args.chain == ["anvil"]
+    assert f"{args.port}:{args.port}" in serve["ports"]
+    code = _code_text()
+    for var in serve["environment"]:
+        assert re.search(rf"\b{var}\b", code), f"compose sets {var}, which the code never reads"
+    assert serve["environment"]["DATABASE_URL"] == worker["environment"]["DATABASE_URL"]
+    assert "indexer_reader" in serve["environment"]["INDEXER_SQL_URL"]
+    assert serve["depends_on"]["postgres"]["condition"] == "service_healthy"
+    health = serve["healthcheck"]["test"][-1]
+    assert f":{args.port}/readyz" in health and "/readyz" in _serve_paths()
+    init = [v for v in services["postgres"]["volumes"] if "docker-entrypoint-initdb.d" in v]
+    (mount,) = init
+    assert "indexer_reader" in (REPO / mount.split(":")[0]).read_text()
+    prom = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    (job,) = [j for j in prom["scrape_configs"] if j["job_name"] == "indexer-serve"]
+    assert job["dns_sd_configs"][0]["names"] == ["serve"]
+    assert job["dns_sd_configs"][0]["port"] == args.port
 
 
 def test_autoscalers_target_the_deployment_on_the_backlog():
