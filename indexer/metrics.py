@@ -244,6 +244,10 @@ def open_chain(chain: str, tables: Sequence[str], endpoints: Sequence[str], *,
     REORG_DEPTH.labels(chain=chain).set(0)
     for why in REFUSAL_REASONS:
         REPAIRS_REFUSED.labels(chain=chain, reason=why)
+    for why in COMMIT_REFUSE_REASONS:
+        COMMITS_REFUSED.labels(chain=chain, reason=why)
+    for outcome in ("applied", "refused"):
+        CONFIG_RELOADS.labels(chain=chain, outcome=outcome)
     for table in tables:
         EVENTS_WRITTEN.labels(chain=chain, table=table)
         DECODE_FAILURES.labels(chain=chain, table=table)

@@ -520,6 +520,7 @@ def test_every_alert_has_a_runbook_section():
     assert {a["alert"] for a in alerts} == {
         "IndexerLagHigh", "IndexerStalled", "IndexerHeadStale", "IndexerRpcErrorRatioHigh",
         "IndexerDeepReorg", "IndexerReorgBeyondFinality", "IndexerDataMismatch",
+        "IndexerDataUnproven",
         "IndexerRepairRefused",
         "IndexerBacklogGrowing", "IndexerNoWorkerUp"}
     for alert in alerts:
