@@ -26,12 +26,14 @@ def _no_traceback(err: str) -> None:
      "INDEXER_SCHEMA='no;schema' is not a usable schema name"),
     ("bad number", ["run", "--chain", "anvil", "--once"], {"INDEXER_LEASE_TTL": "soon"}, 2,
      "INDEXER_LEASE_TTL='soon' is not a number"),
+    # INDEXER_DB_WAIT=0: give up at the first failure instead of waiting 5 minutes for it
     ("database down", ["run", "--chain", "anvil", "--once"],
-     {"DATABASE_URL": f"postgresql://postgres@{CLOSED}/none"}, 1, "error: "),
-    ("status, database down", ["status"], {"DATABASE_URL": f"postgresql://postgres@{CLOSED}/x"},
-     1, "error: "),
-    ("migrate, database down", ["migrate"], {"DATABASE_URL": f"postgresql://postgres@{CLOSED}/x"},
-     1, "error: "),
+     {"DATABASE_URL": f"postgresql://postgres@{CLOSED}/none", "INDEXER_DB_WAIT": "0"}, 1,
+     "Postgres unreachable"),
+    ("status, database down", ["status"], {"DATABASE_URL": f"postgresql://postgres@{CLOSED}/x",
+                                           "INDEXER_DB_WAIT": "0"}, 1, "error: "),
+    ("migrate, database down", ["migrate"], {"DATABASE_URL": f"postgresql://postgres@{CLOSED}/x",
+                                             "INDEXER_DB_WAIT": "0"}, 1, "error: "),
 ])
 def test_known_errors_are_one_line_and_an_exit_code(database_url: str, case: str, args: list[str],
                                                     env: dict[str, str], code: int, says: str):

@@ -7,34 +7,15 @@ confirm anything.)"""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 
+from tests.integration.test_end_to_end import compare
 from tests.support.cli import env_for, indexer, write_chain
-from tests.support.contracts import Deployed, abi
+from tests.support.contracts import Deployed
 from tests.support.proxy import RpcProxy
-from tests.support.reference import Source, assert_tables_equal, expected_rows, read_tables
 from tests.support.traffic import run_traffic
-
-
-def sources(deployed: Deployed) -> list[Source]:
-    a = deployed.addresses
-    return [
-        Source("WETH9", abi("WETH9"), [a.weth]),
-        Source("UniswapV2Factory", abi("UniswapV2Factory"), [a.factory]),
-        Source("UniswapV2Pair", abi("UniswapV2Pair"), deployed.pairs(),
-               ["Swap", "Sync", "Mint", "Burn", "Transfer"]),
-        Source("DemoToken", abi("TestToken"), [a.token_a, a.token_b]),
-    ]
-
-
-def compare(deployed: Deployed, database_url: str) -> None:
-    head = int(deployed.rpc.call("eth_blockNumber"), 16)
-    expected = expected_rows(deployed.url, sources(deployed), 0, head)
-    assert_tables_equal(expected, asyncio.run(read_tables(database_url, "chaindata",
-                                                          list(expected))))
 
 
 class Lagging:
