@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import rlp
 from eth_hash.auto import keccak
-from trie import HexaryTrie
 
+# rlp and trie are imported where they are used: both pull in eth_utils (about 0.2 s of CPU),
+# which a process that never checks a block against its header need not pay at start.
 DEPOSIT_TYPE = 0x7E  # OP-stack deposit transactions
 
 Field = Callable[[Any, str], Any]
@@ -92,6 +92,8 @@ def header_fields(block: Mapping[str, Any]) -> list[Any]:
 
 def header_hash(block: Mapping[str, Any]) -> bytes:
     """keccak256 of the header's RLP: the block hash the header's fields give."""
+    import rlp
+
     return keccak(rlp.encode(header_fields(block)))
 
 
@@ -139,6 +141,8 @@ def receipt_bytes(receipt: Mapping[str, Any], name: str = "receipt") -> bytes:
     if kind == DEPOSIT_TYPE and receipt.get("depositReceiptVersion") is not None:
         body += [quantity(receipt.get("depositNonce"), f"{name} depositNonce"),
                  quantity(receipt["depositReceiptVersion"], f"{name} depositReceiptVersion")]
+    import rlp
+
     encoded: bytes = rlp.encode(body)
     if kind == 0:
         return encoded
@@ -149,6 +153,9 @@ def receipt_bytes(receipt: Mapping[str, Any], name: str = "receipt") -> bytes:
 
 def ordered_root(items: Sequence[bytes]) -> bytes:
     """The root of the trie mapping ``rlp(i)`` to ``items[i]`` (receipts, transactions)."""
+    import rlp
+    from trie import HexaryTrie
+
     t = HexaryTrie({})
     with t.squash_changes() as batch:
         for i, item in enumerate(items):
