@@ -55,12 +55,14 @@ class Lagging:
 def test_answers_of_a_lagging_logs_backend_are_refused_until_it_catches_up(
         deployed: Deployed, database_url: str, tmp_path: Path, where: str):
     run_traffic(deployed, rounds=30, seed=61)
-    lagging = Lagging(lies=40, where=where)
+    # Each refused answer cools the endpoint down (up to a second) and the range is asked
+    # again: a dozen lies in a row show the refusal as forty did, in a third of the time.
+    lagging = Lagging(lies=12, where=where)
     with RpcProxy(deployed.url, lagging) as proxy:
         chain = write_chain(tmp_path / "anvil.yaml", get_logs_max_range=50)
         res = indexer(["run", "--chain", str(chain), "--once", "--target-logs", "50"],
                       env_for(database_url, proxy.url), timeout=300)
-    assert lagging.dropped, "the proxy left nothing out: the test proves nothing"
+    assert lagging.lies == 0, "the proxy told fewer lies than planned: the test proves less"
     assert res.code == 0, res.err
     assert "logsBloom says it may hold one" in res.err
     compare(deployed, database_url)
