@@ -64,8 +64,11 @@ def _types(rpc: JsonRpc, block: int) -> list[int]:
     return [int(r["type"], 16) for r in rpc.call("eth_getBlockReceipts", hex(block))]
 
 
-@pytest.fixture
-def chain(deployed: Deployed) -> tuple[Deployed, dict[str, int]]:
+@pytest.fixture(scope="module")
+def chain(deployed_module: Deployed) -> tuple[Deployed, dict[str, int]]:
+    """One chain for the module's tests: they read it (directly or through a proxy) and
+    never mine on it, so each gets the same blocks without making them again."""
+    deployed = deployed_module
     run_traffic(deployed, rounds=6, seed=71)
     blocks = _every_kind(deployed)
     run_traffic(deployed, rounds=2, seed=72, prepare=False)
