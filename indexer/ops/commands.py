@@ -149,7 +149,8 @@ async def _reindex(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.sink.database import Database
 
     chain = load_chain(resolve_chain(args.chain))
-    db = await Database.connect(database_url(settings), settings.schema, max_size=2)
+    db = await Database.connect(database_url(settings), settings.schema, max_size=2,
+                                pooler=settings.db_pooler)
     try:
         await db.migrate()
         async with RpcClient(chain.rpc, chain=chain.name, timeout=settings.rpc_timeout) as rpc:
@@ -169,7 +170,8 @@ async def _verify(args: argparse.Namespace, settings: Settings) -> int:
     chain = load_chain(resolve_chain(args.chain))
     # Another endpoint than the one that most likely served the rows, when there are several.
     endpoints = chain.rpc[1:] + chain.rpc[:1]
-    db = await Database.connect(database_url(settings), settings.schema, max_size=6)
+    db = await Database.connect(database_url(settings), settings.schema, max_size=6,
+                                pooler=settings.db_pooler)
     try:
         await db.migrate()
         async with RpcClient(endpoints, chain=chain.name, timeout=settings.rpc_timeout) as rpc:
@@ -192,7 +194,8 @@ async def _prune(args: argparse.Namespace, settings: Settings) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing deleted")
             return 1
-    db = await Database.connect(database_url(settings), settings.schema, max_size=1)
+    db = await Database.connect(database_url(settings), settings.schema, max_size=1,
+                                pooler=settings.db_pooler)
     try:
         await db.migrate()
         return await prune_command(chain, db, args.contract, args.event)
