@@ -1,5 +1,6 @@
 """JSON-RPC access to a chain: the client, its errors and the checks on every answer."""
 
+from indexer.rpc.classify import classify
 from indexer.rpc.client import LogsAnswer, RpcClient, endpoint_label
 from indexer.rpc.errors import (
     BadAnswer,
@@ -12,7 +13,6 @@ from indexer.rpc.errors import (
     RpcServerError,
     RpcTimeout,
     RpcTransportError,
-    classify,
 )
 
 __all__ = [

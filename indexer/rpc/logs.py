@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from indexer import metrics
 from indexer.rpc import bloom, wire
+from indexer.rpc.classify import classify
 from indexer.rpc.errors import (
     BadAnswer,
     DuplicateLogIndex,
@@ -35,7 +36,6 @@ from indexer.rpc.errors import (
     RpcError,
     RpcFatal,
     RpcServerError,
-    classify,
 )
 from indexer.rpc.filters import LogFilter, halves, log_filter
 from indexer.rpc.receipts import Part, ReceiptsReader

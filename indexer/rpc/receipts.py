@@ -20,13 +20,13 @@ import asyncio
 from typing import Any
 
 from indexer.rpc import wire
+from indexer.rpc.classify import classify
 from indexer.rpc.errors import (
     BadAnswer,
     DuplicateLogIndex,
     MethodUnsupported,
     NodeBehind,
     RpcFatal,
-    classify,
 )
 from indexer.rpc.filters import LogFilter, matches
 from indexer.rpc.request import Requester

@@ -27,6 +27,7 @@ from indexer import metrics
 from indexer.config import RpcEndpoint
 from indexer.retry import backoff
 from indexer.rpc import wire
+from indexer.rpc.classify import classify
 from indexer.rpc.endpoint import COOL_DOWN
 from indexer.rpc.errors import (
     AnswerTooLarge,
@@ -37,7 +38,6 @@ from indexer.rpc.errors import (
     RpcServerError,
     RpcTimeout,
     RpcTransportError,
-    classify,
 )
 from indexer.rpc.transport import Endpoint, http_post, method_label, result_of, summary
 from indexer.types import BlockRange

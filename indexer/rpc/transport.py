@@ -18,6 +18,7 @@ import orjson
 
 from indexer.config import RpcEndpoint
 from indexer.rpc import wire
+from indexer.rpc.classify import classify
 from indexer.rpc.endpoint import EndpointState, Limiter
 from indexer.rpc.errors import (
     AnswerTooLarge,
@@ -25,7 +26,6 @@ from indexer.rpc.errors import (
     NodeBehind,
     RpcTimeout,
     RpcTransportError,
-    classify,
 )
 from indexer.types import BlockRange
 

@@ -6,6 +6,7 @@ from email.utils import formatdate
 
 import pytest
 
+from indexer.rpc.classify import clamp_hint, classify, match_entry, parse_retry_after
 from indexer.rpc.errors import (
     CATALOGUE,
     MethodUnsupported,
@@ -17,10 +18,6 @@ from indexer.rpc.errors import (
     RpcServerError,
     RpcTimeout,
     RpcTransportError,
-    clamp_hint,
-    classify,
-    match_entry,
-    parse_retry_after,
 )
 from indexer.types import BlockRange
 
