@@ -66,13 +66,18 @@ async def test_a_new_table_has_the_index_on_every_partition_from_the_start(db: D
     assert await complete_api_indexes(db) == Built(0, 0)  # nothing left to do
 
 
-async def test_a_table_made_before_the_index_gets_it_without_a_rebuild_of_the_table(db: Database):
-    # The table as an earlier release made it: no API index, partitions holding rows.
+
+async def _old_table(db: Database) -> None:
+    """The table as an earlier release made it: no API index."""
     async with db.pool.acquire() as conn:
         await conn.execute(ddl.create_event_table(SCHEMA, TABLE.name, TABLE.columns, TABLE.types))
         await conn.execute("INSERT INTO indexer.event_tables (table_name, contract, event,"
                            " signature, columns) VALUES ($1, 'Token', 'Transfer', 'T', '[]')",
                            TABLE.name)
+
+async def test_a_table_made_before_the_index_gets_it_without_a_rebuild_of_the_table(db: Database):
+    # The table as an earlier release made it: no API index, partitions holding rows.
+    await _old_table(db)
     await _fill(db, 1, range(0, 3000, 10))
     await _fill(db, 2, range(0, 500, 10))
     assert await _indexes(db) == {}
@@ -103,11 +108,7 @@ async def test_a_table_made_before_the_index_gets_it_without_a_rebuild_of_the_ta
 
 
 async def test_an_interrupted_concurrent_build_is_dropped_and_built_again(db: Database):
-    async with db.pool.acquire() as conn:
-        await conn.execute(ddl.create_event_table(SCHEMA, TABLE.name, TABLE.columns, TABLE.types))
-        await conn.execute("INSERT INTO indexer.event_tables (table_name, contract, event,"
-                           " signature, columns) VALUES ($1, 'Token', 'Transfer', 'T', '[]')",
-                           TABLE.name)
+    await _old_table(db)
     await _fill(db, 1, range(0, 100))
     await ensure_event_tables(db, [TABLE])
     leaf = ddl.block_partition_name(TABLE.name, 1, 0)
