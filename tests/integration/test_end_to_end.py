@@ -4,6 +4,7 @@ with an independent decoder (web3 + eth-abi over eth_getLogs)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import signal
 import time
@@ -201,14 +202,40 @@ def test_two_worker_processes_split_the_blocks_and_end_equal_to_the_chain(
     bulk_transfers(deployed.url, deployed.addresses.token_b, 40_000, logs_per_tx=500, txs_per_block=2)
     run_traffic(deployed, rounds=20, seed=12, prepare=False)
     chain = write_chain(tmp_path / "anvil.yaml", get_logs_max_range=4)
-    # Each unit takes 20 ms longer, so the second process starts while work is left for it.
-    res = indexer(["run", "--chain", str(chain), "--once", "--workers", "2", "--target-logs", "500"],
-                  env_for(database_url, deployed.url, INDEXER_FAULTS="after_fetch=sleep:0.02!"))
-    assert res.code == 0, res.err
-    assert res.err.count("indexed up to block") == 2  # one summary per worker
+    # Each worker stops itself (SIGSTOP) with its first unit fetched; once both are stopped, both
+    # go on, so each has leased work whatever the start-up time of either process.
+    log = tmp_path / "run.log"
+    parent = start_indexer(["run", "--chain", str(chain), "--once", "--workers", "2", "--target-logs", "500"],
+                           env_for(database_url, deployed.url, INDEXER_FAULTS="after_fetch=stop",
+                                   INDEXER_LEASE_TTL="300"), log=log)
+    try:
+        children = wait_for(lambda: _stopped_children(parent.pid, 2), timeout=120)
+        for pid in children:
+            os.kill(pid, signal.SIGCONT)
+        assert parent.wait(240) == 0, log.read_text()
+    finally:
+        stop(parent, signal.SIGKILL)
+    err = log.read_text()
+    assert err.count("indexed up to block") == 2, err  # one summary per worker
     compare(deployed, database_url)
     workers = asyncio.run(_workers(database_url))
     assert len(workers) == 2 and {w[-2:] for w in workers} == {"/0", "/1"}, workers
+
+
+def _stopped_children(parent: int, count: int) -> list[int]:
+    """The pids of ``parent``'s children once ``count`` of them are stopped (state T), else []."""
+    stopped = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                state, ppid = f.read().rsplit(") ", 1)[1].split()[:2]
+        except OSError:
+            continue
+        if int(ppid) == parent and state == "T":
+            stopped.append(int(entry))
+    return stopped if len(stopped) == count else []
 
 
 async def _workers(url: str) -> set[str]:
