@@ -13,7 +13,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.support.cli import env_for, indexer, start_indexer, stop, wait_for, write_chain
+from tests.support.cli import (
+    env_for,
+    indexer,
+    start_indexer,
+    stop,
+    stopped_children,
+    wait_for,
+    write_chain,
+)
 from tests.support.contracts import Deployed, abi
 from tests.support.reference import Source, assert_tables_equal, expected_rows, read_tables
 from tests.support.traffic import bulk_transfers, run_traffic
@@ -209,7 +217,7 @@ def test_two_worker_processes_split_the_blocks_and_end_equal_to_the_chain(
                            env_for(database_url, deployed.url, INDEXER_FAULTS="after_fetch=stop",
                                    INDEXER_LEASE_TTL="300"), log=log)
     try:
-        children = wait_for(lambda: _stopped_children(parent.pid, 2), timeout=120)
+        children = wait_for(lambda: stopped_children([parent.pid], 2), timeout=120)
         for pid in children:
             os.kill(pid, signal.SIGCONT)
         assert parent.wait(240) == 0, log.read_text()
@@ -220,22 +228,6 @@ def test_two_worker_processes_split_the_blocks_and_end_equal_to_the_chain(
     compare(deployed, database_url)
     workers = asyncio.run(_workers(database_url))
     assert len(workers) == 2 and {w[-2:] for w in workers} == {"/0", "/1"}, workers
-
-
-def _stopped_children(parent: int, count: int) -> list[int]:
-    """The pids of ``parent``'s children once ``count`` of them are stopped (state T), else []."""
-    stopped = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                state, ppid = f.read().rsplit(") ", 1)[1].split()[:2]
-        except OSError:
-            continue
-        if int(ppid) == parent and state == "T":
-            stopped.append(int(entry))
-    return stopped if len(stopped) == count else []
 
 
 async def _workers(url: str) -> set[str]:

@@ -6,6 +6,7 @@ any source was recorded done twice."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import shutil
 import signal
@@ -18,7 +19,15 @@ import pytest
 import redis
 
 from tests.integration.test_end_to_end import compare
-from tests.support.cli import env_for, indexer, start_indexer, stop, wait_for, write_chain
+from tests.support.cli import (
+    env_for,
+    indexer,
+    start_indexer,
+    stop,
+    stopped_children,
+    wait_for,
+    write_chain,
+)
 from tests.support.contracts import Deployed
 from tests.support.services import _redis_ping, free_port
 from tests.support.traffic import bulk_transfers, run_traffic
@@ -258,17 +267,22 @@ def test_two_hosts_with_two_workers_each_share_one_backfill(
     busy_chain, database_url: str, redis_db: str, tmp_path: Path
 ):
     deployed, chain = busy_chain
-    env = env_for(database_url, deployed.url, REDIS_URL=redis_db, INDEXER_LEASE_TTL=TTL)
+    # Each of the four workers stops itself (SIGSTOP) with its first unit fetched; once all are
+    # stopped, all go on, so every worker has leased work whatever the start-up time of each.
+    env = env_for(database_url, deployed.url, REDIS_URL=redis_db, INDEXER_LEASE_TTL="300",
+                  INDEXER_FAULTS="after_fetch=stop")
     hosts = [
         start_indexer(["run", "--chain", str(chain), "--workers", "2", "--worker-id", f"host{h}",
                        *ARGS], env, log=tmp_path / f"host{h}.log")
         for h in "ab"
     ]
+    for pid in wait_for(lambda: stopped_children([p.pid for p in hosts], 4), timeout=120):
+        os.kill(pid, signal.SIGCONT)
     for h, p in zip("ab", hosts, strict=True):
         assert p.wait(180) == 0, (tmp_path / f"host{h}.log").read_text()
     compare(deployed, database_url)
     workers = assert_each_block_done_once(database_url, head_of(deployed))
-    assert {w.split("/")[0] for w in workers} == {"hosta", "hostb"}
+    assert workers == {"hosta/0", "hosta/1", "hostb/0", "hostb/1"}, workers
 
 
 def test_status_shows_workers_and_leases_while_running(

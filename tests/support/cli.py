@@ -91,6 +91,23 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT, timeout: float
         raise
 
 
+def stopped_children(parents: Sequence[int], count: int) -> list[int]:
+    """The pids of the children of ``parents`` once ``count`` of them are stopped (state T, as
+    the fault ``stop`` leaves them), else []."""
+    stopped = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                state, ppid = f.read().rsplit(") ", 1)[1].split()[:2]
+        except OSError:
+            continue
+        if int(ppid) in parents and state == "T":
+            stopped.append(int(entry))
+    return stopped if len(stopped) == count else []
+
+
 def wait_for(predicate, timeout: float = 60, interval: float = 0.2):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while True:
