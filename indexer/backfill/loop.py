@@ -38,6 +38,7 @@ from indexer.backfill.worker import (
 from indexer.cancel import raise_if_cancelled
 from indexer.chain.fetch import Fetched
 from indexer.chain.parts import ChainParts
+from indexer.lease.board import Lease
 from indexer.lease.claims import Claims
 from indexer.plan import Unit, todo
 from indexer.retry import TRANSIENT, Patience, backoff, patiently
@@ -175,7 +176,7 @@ class Backfill:
                     unit = await self._claim()
                     if unit is None:
                         break
-                    tasks.add(asyncio.create_task(self._unit(unit)))
+                    tasks.add(asyncio.create_task(self._unit(unit, self.claims.leases[unit])))
                 if not tasks:
                     await self._idle()
                     continue
@@ -247,18 +248,25 @@ class Backfill:
 
     # -- one unit ---------------------------------------------------------------------------
 
-    async def _unit(self, unit: Unit) -> None:
+    async def _unit(self, unit: Unit, lease: Lease) -> None:
         committed = False
         try:
             outcome = await self.worker.run(unit)
             committed = isinstance(outcome, Committed)
-            await self._apply(unit, outcome)
+            await self._apply(unit, lease, outcome)
         finally:
-            await self.claims.finish(unit, done=committed)
-            self.pacer.ended(unit)
+            await self._let_go(unit, lease, done=committed)
             self._wake.set()
 
-    async def _apply(self, unit: Unit, outcome: Outcome) -> None:
+    async def _let_go(self, unit: Unit, lease: Lease, done: bool = False) -> None:
+        """Release this task's lease and its place in the pacer, once. Some outcomes let go
+        before the task ends; an equal unit claimed after that (the same blocks planned again)
+        has a lease and a place of its own, which the end of this task must leave alone."""
+        if self.claims.holds(unit, lease):
+            self.pacer.ended(unit)
+            await self.claims.finish(unit, done)
+
+    async def _apply(self, unit: Unit, lease: Lease, outcome: Outcome) -> None:
         """What came of a unit, applied: the one place that changes the plan and the pace."""
         p = self.parts
         name = p.name
@@ -277,14 +285,14 @@ class Backfill:
                     log.info("%s: %s", name, reason)
                 else:
                     log.info("%s: %s (another writer did it; skipping)", name, reason)
-                await self.claims.finish(unit, done=False)  # so that the plan can hold it
+                await self._let_go(unit, lease)  # so that the plan can hold it
                 await self._refresh()
                 if self._still_planned(unit):  # the refresh does not explain the refusal
                     self._hold_back(unit, reason, CONFLICT_BACKOFF)
             case Refused(error):
                 self.db.ok()
                 metrics.COMMITS_REFUSED.labels(chain=name, reason="duplicate_key").inc()
-                await self.claims.finish(unit, done=False)
+                await self._let_go(unit, lease)
                 self._hold_back(unit, str(error), DUPLICATE_BACKOFF, level=logging.ERROR)
             case GiveBack(reason):
                 log.warning("%s: blocks %s not committed: %s", name, unit.range, reason)
@@ -295,7 +303,7 @@ class Backfill:
                          reason, size)
                 self.claims.give_back(unit)
             case Retry(error) if isinstance(error, DatabaseUnavailable):
-                await self.claims.finish(unit, done=False)  # others may take it meanwhile
+                await self._let_go(unit, lease)  # others may take it meanwhile
                 await self.db.wait(error, f"committing blocks {unit.range}")
                 self.claims.give_back(unit)
             case Retry(error):
@@ -303,7 +311,7 @@ class Backfill:
                 delay = backoff(self.failures, base=1.0, cap=30.0)
                 log.warning("%s: blocks %s failed, retrying in %.1fs: %s", name, unit.range,
                             delay, error)
-                await self.claims.finish(unit, done=False)  # others may take it meanwhile
+                await self._let_go(unit, lease)  # others may take it meanwhile
                 await p.clock.sleep(delay)
                 self.claims.give_back(unit)
 

@@ -152,6 +152,11 @@ class Claims:
                 raise LeaseLost(f"lease board unreachable for {age:.0f}s: {e}") from e
         return lease
 
+    def holds(self, unit: Unit, lease: Lease) -> bool:
+        """Whether ``lease`` is still the one held for ``unit`` (not finished, and not followed
+        by the lease of an equal unit claimed since)."""
+        return self.leases.get(unit) is lease
+
     async def finish(self, unit: Unit, done: bool) -> None:
         lease = self.leases.pop(unit, None)
         if lease is None:

@@ -183,3 +183,36 @@ async def test_no_unit_starts_while_the_logs_in_flight_exceed_the_budget():
     assert started_during_hold == []
     assert chain.most_in_flight > 1  # elsewhere, units run side by side
     assert_exact(chain, sink, 3_000)
+
+
+async def test_a_unit_let_go_early_leaves_the_lease_of_its_blocks_claimed_again_alone():
+    """A failed commit lets go of its lease before its back-off; when a replan meanwhile
+    plans the same blocks and they are claimed again, the end of the first task must not
+    release the second one's lease (it did: the second's commit then found no lease)."""
+    chain = FakeChain(head=600)
+    bf, sink, clock = backfill(chain, concurrency=2)
+    failed: list[BlockRange] = []
+
+    async def fail_the_last_unit_once(batch: Batch) -> None:
+        if 600 in batch.range and not failed:
+            failed.append(batch.range)
+            raise ConnectionResetError("connection reset by peer")
+
+    async def slow_second_fetch(rng: BlockRange) -> None:
+        if failed and rng == failed[0]:
+            await asyncio.sleep(0.2)  # still before its lease is confirmed when the first ends
+
+    real_sleep = clock.sleep
+
+    async def sleep(seconds: float) -> None:
+        await real_sleep(seconds)
+        if failed and seconds == 1.0:  # the failed unit's back-off, its lease let go
+            bf.replan()  # e.g. a repair: the same blocks are planned and claimed again
+            await asyncio.sleep(0.05)
+
+    sink.before_commit = fail_the_last_unit_once
+    chain.before_logs = slow_second_fetch
+    clock.sleep = sleep  # type: ignore[method-assign]
+    await run(bf)
+    assert chain.calls.count(failed[0]) >= 2  # claimed again while the first task was alive
+    assert_exact(chain, sink, 600)
