@@ -1,7 +1,8 @@
 """Rows of blocks already done, replaced: what ``indexer reindex`` (and a repair found by
 ``verify``) commits. One transaction per batch: the old rows of its sources in its blocks are
 deleted and the new ones copied in; the range records stay as they are (the blocks were and
-are done). The transaction is refused when a reorg repair ran since the rows were fetched."""
+are done). The transaction is refused when a reorg repair ran since the rows were fetched, and
+is bounded as a commit is (``Database.bound``)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ async def replace(db: Database, conn: asyncpg.Connection, chain_id: int, span: i
     await ensure_partitions(db, chain_id, [t for t in tables if batch.rows.get(t)], rng, span)
     deleted: dict[str, int] = {}
     async with conn.transaction():
+        await db.bound(conn)  # a frozen client cannot hold these blocks' locks for long
         for t in tables:
             part = ddl.block_partition_name(t, chain_id, index)
             if t in scope and await table_exists(conn, db.schema, part):

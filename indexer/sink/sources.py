@@ -44,6 +44,7 @@ async def register(db: Database, chain_id: int,
     """Record every source of the chain file (new ones get an id); the ids by key, and the
     sources whose stored layout differs from the file's (nothing is changed for those)."""
     async with db.pool.acquire() as conn, conn.transaction():
+        await db.bound(conn)
         await conn.executemany(
             "INSERT INTO indexer.sources (chain_id, key, contract, target, event, topic0, layout,"
             " table_name, start_block) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
@@ -83,6 +84,7 @@ async def upgrade_legacy(db: Database, chain_id: int,
     records upgraded. Records of contracts the file does not name are left as they are."""
     upgraded: dict[str, int] = {}
     async with db.pool.acquire() as conn, conn.transaction():
+        await db.bound(conn, statement=False)  # many records: never idle long, never cut
         await conn.execute("SELECT pg_advisory_xact_lock($1)", chain_lock_key(chain_id))
         names = [r["source"] for r in await conn.fetch(
             "SELECT DISTINCT source FROM indexer.ranges WHERE chain_id = $1 AND coverage IS NULL",
@@ -128,6 +130,7 @@ async def prune(db: Database, chain_id: int, contract: str, event: str | None) -
     row of any chain is dropped (a later run creates it again, with the columns it then
     needs)."""
     async with db.pool.acquire() as conn, conn.transaction():
+        await db.bound(conn, statement=False)  # a large DELETE: never idle long, never cut
         await conn.execute("SELECT pg_advisory_xact_lock($1)", chain_lock_key(chain_id))
         found = await conn.fetch(
             "SELECT id, key, event, table_name FROM indexer.sources WHERE chain_id = $1"

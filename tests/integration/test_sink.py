@@ -25,6 +25,7 @@ from indexer.sink.api import (
 from indexer.sink.database import Database
 from indexer.sink.leader import PostgresLeadership
 from indexer.sink.postgres import PostgresSink
+from indexer.sink.replace import replace
 from indexer.sink.schema import block_partition_name
 from indexer.sink.tables import ensure_event_tables, ensure_partitions
 from indexer.types import BlockRange as R
@@ -203,6 +204,30 @@ async def test_writing_transactions_are_bounded(db: Database):
         await db.bound(conn, redo=True)  # a backfill unit: a crash redoes it whole
         assert await conn.fetchval("SHOW synchronous_commit") == "off"
         assert await conn.fetchval("SHOW statement_timeout") == "2min"
+
+
+async def test_replacing_done_blocks_is_bounded_as_a_commit_is(database_url: str):
+    """``reindex`` and a repair replace rows in a transaction bounded like a commit: waiting on
+    a lock that is not let go, it is cancelled after the timeout instead of waiting forever."""
+    db = await Database.connect(database_url, "chaindata", max_size=2, tx_timeout=1.0)
+    holder = await asyncpg.connect(database_url)
+    try:
+        await db.migrate()
+        await ensure_event_tables(db, [TABLE])
+        await ensure_partitions(db, 1, [TABLE.name], R(40, 41), 1_000_000)
+        part = block_partition_name(TABLE.name, 1, 0)
+        lock = holder.transaction()
+        await lock.start()
+        await holder.execute(f"LOCK TABLE chaindata.{part} IN ACCESS EXCLUSIVE MODE")
+        batch = Batch(R(40, 41), ("T",), {TABLE.name: [_row(40, 0)]})
+        async with db.pool.acquire() as conn:
+            with pytest.raises(asyncpg.QueryCanceledError, match="statement timeout"):
+                await asyncio.wait_for(replace(db, conn, 1, 1_000_000, COLUMNS, batch,
+                                               {TABLE.name: [b"\x02" * 20]}, 0), 30)
+        await lock.rollback()
+    finally:
+        await holder.close()
+        await db.close()
 
 
 async def test_the_live_tail_leadership_in_postgres_has_one_holder_and_terms(db: Database):
