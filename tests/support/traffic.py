@@ -73,8 +73,13 @@ class _Sender:
         data = contract.encode_abi(fn, args)
         tx = send(self.rpc, sender, contract.address, data, value=value, gas=gas)
         self.hashes.append(tx)
+        if not self.txs_per_block:
+            # anvil mines asynchronously even with automine: without waiting, a loaded machine
+            # can put two transactions in one block.
+            receipt(self.rpc, tx)
+            return tx
         self.pending += 1
-        if self.txs_per_block and self.pending >= self.txs_per_block:
+        if self.pending >= self.txs_per_block:
             self.mine()
         return tx
 
