@@ -207,7 +207,10 @@ class ChaosProxy:
         c = self.chaos
         if c.latency:
             await asyncio.sleep(c.latency)
-        raw = await request.read()
+        try:
+            raw = await request.read()
+        except ConnectionResetError:  # the client went away during the latency (it stopped)
+            return web.Response(status=499)
         body = orjson.loads(raw)
         calls = body if isinstance(body, list) else [body]
         for call in calls:
