@@ -48,6 +48,13 @@ class Settings:
     db_pooler: str = "auto"  # behind a transaction pooler (PgBouncer): no prepared statements
     sql_url: str | None = None  # the login `serve` runs /sql statements as; None: derived
 
+    @property
+    def tx_timeout(self) -> float:
+        """Seconds a writing transaction may take (``Database.bound``): twice the lease TTL, at
+        least 10 s. Longer, and a worker's lease is gone anyway; no command holds its locks
+        longer than a worker may."""
+        return max(10.0, 2 * self.lease_ttl)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env

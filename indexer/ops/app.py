@@ -140,10 +140,9 @@ async def open_database(url: str, settings: Settings, in_flight: int) -> tuple[D
     for the rest), the system tables migrated, and this database's id. Waits for a Postgres
     that is starting or restarting (INDEXER_DB_WAIT at most)."""
     patience = Patience(settings.db_wait, SYSTEM, "startup")
-    # A writing transaction may take twice the lease TTL: longer, and its lease is gone anyway.
     db = await patiently(patience, "connecting", lambda: Database.connect(
         url, settings.schema, max_size=max(2, in_flight + 1),
-        tx_timeout=max(10.0, 2 * settings.lease_ttl), pooler=settings.db_pooler))
+        tx_timeout=settings.tx_timeout, pooler=settings.db_pooler))
     try:
         await patiently(patience, "migrating the system tables", db.migrate)
         return db, await patiently(patience, "reading the instance id", db.instance_id)

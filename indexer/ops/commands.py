@@ -101,7 +101,7 @@ async def _migrate(settings: Settings) -> int:
     from indexer.sink.database import Database
 
     db = await Database.connect(database_url(settings), settings.schema, max_size=1,
-                                pooler=settings.db_pooler)
+                                tx_timeout=settings.tx_timeout, pooler=settings.db_pooler)
     try:
         applied = await db.migrate()
     finally:
@@ -122,7 +122,7 @@ async def _reset(args: argparse.Namespace, settings: Settings) -> int:
             print("nothing deleted")
             return 1
     db = await Database.connect(database_url(settings), settings.schema, max_size=1,
-                                pooler=settings.db_pooler)
+                                tx_timeout=settings.tx_timeout, pooler=settings.db_pooler)
     try:
         await db.migrate()
         deleted = await db.reset_chain(chain.chain_id)
@@ -150,7 +150,7 @@ async def _reindex(args: argparse.Namespace, settings: Settings) -> int:
 
     chain = load_chain(resolve_chain(args.chain))
     db = await Database.connect(database_url(settings), settings.schema, max_size=2,
-                                pooler=settings.db_pooler)
+                                tx_timeout=settings.tx_timeout, pooler=settings.db_pooler)
     try:
         await db.migrate()
         async with RpcClient(chain.rpc, chain=chain.name, timeout=settings.rpc_timeout) as rpc:
@@ -171,7 +171,7 @@ async def _verify(args: argparse.Namespace, settings: Settings) -> int:
     # Another endpoint than the one that most likely served the rows, when there are several.
     endpoints = chain.rpc[1:] + chain.rpc[:1]
     db = await Database.connect(database_url(settings), settings.schema, max_size=6,
-                                pooler=settings.db_pooler)
+                                tx_timeout=settings.tx_timeout, pooler=settings.db_pooler)
     try:
         await db.migrate()
         async with RpcClient(endpoints, chain=chain.name, timeout=settings.rpc_timeout) as rpc:
@@ -195,7 +195,7 @@ async def _prune(args: argparse.Namespace, settings: Settings) -> int:
             print("nothing deleted")
             return 1
     db = await Database.connect(database_url(settings), settings.schema, max_size=1,
-                                pooler=settings.db_pooler)
+                                tx_timeout=settings.tx_timeout, pooler=settings.db_pooler)
     try:
         await db.migrate()
         return await prune_command(chain, db, args.contract, args.event)

@@ -7,6 +7,7 @@ is planned again from what is done after the repair. What an ABI fix, or a diffe
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -18,17 +19,18 @@ from indexer.chain.state import ChainState
 from indexer.config import ChainConfig
 from indexer.ops.attach import attach
 from indexer.plan import Unit, pieces, redo
+from indexer.retry import backoff
 from indexer.rpc.client import RpcClient
 from indexer.sink.api import Batch, StaleBranch
 from indexer.sink.database import Database
 from indexer.sink.postgres import PostgresSink
-from indexer.sink.replace import replace
+from indexer.sink.replace import ROLLED_BACK, replace
 from indexer.sink.tables import ensure_event_tables
 from indexer.types import BlockRange
 
 log = logging.getLogger(__name__)
 
-MAX_RETRIES = 20  # commits refused by repairs, in a row, before giving up
+MAX_RETRIES = 20  # commits refused (a repair ran, the server rolled it back), in a row
 
 
 class NothingToReindex(Exception):  # noqa: N818 - a request that cannot be met, said as such
@@ -91,6 +93,16 @@ async def reindex(db: Database, chain: ChainConfig, rpc: RpcClient, contract: st
             log.info("%s: %s", chain.name, e)
             await state.reload(sink)
             todo = _units(catalog, state, BlockRange(unit.range.start, hi))
+            continue
+        except ROLLED_BACK as e:
+            refused += 1
+            if refused > MAX_RETRIES:
+                raise
+            delay = backoff(refused, base=1.0, cap=30.0)
+            log.warning("%s: blocks %s not replaced (%s: %s); trying again in %.0fs",
+                        chain.name, unit.range, type(e).__name__, e, delay)
+            await asyncio.sleep(delay)
+            todo.insert(0, unit)
             continue
         refused = 0
         done.units += 1

@@ -5,20 +5,27 @@ left as it is, and its check says why."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from indexer.chain.catalog import Catalog
 from indexer.chain.fetch import Fetcher
 from indexer.chain.state import ChainState
 from indexer.plan import Unit
+from indexer.retry import backoff
 from indexer.sink.api import Batch, Sink, StaleBranch
 from indexer.sink.database import Database
-from indexer.sink.replace import replace
+from indexer.sink.replace import ROLLED_BACK, replace
 from indexer.types import BlockRange
 from indexer.verify.check import UnitCheck, chain_rows, check_unit
 from indexer.verify.proof import ProofFailure
 from indexer.verify.prover import Prover
 from indexer.verify.rows import blocks_of
 
-MAX_REFUSALS = 10  # commits refused by reorg repairs, in a row, before the block is given up
+log = logging.getLogger(__name__)
+
+MAX_REFUSALS = 10  # commits refused (a reorg repair ran, the server rolled it back), in a row,
+# before the block is given up (its check after says it still differs)
 
 
 async def repair(db: Database, catalog: Catalog, fetcher: Fetcher, state: ChainState,
@@ -29,7 +36,7 @@ async def repair(db: Database, catalog: Catalog, fetcher: Fetcher, state: ChainS
     for block in blocks_of(found.differences):
         unit = Unit(BlockRange(block, block), found.unit.sources, found.unit.factory)
         unproven: list[ProofFailure] = []
-        for _ in range(MAX_REFUSALS):
+        for attempt in range(MAX_REFUSALS):
             epoch = state.epoch
             got = await chain_rows(catalog, fetcher, unit, state.children, prover)
             if got.proven is not None and got.proven.failures:
@@ -44,6 +51,11 @@ async def repair(db: Database, catalog: Catalog, fetcher: Fetcher, state: ChainS
                 break
             except StaleBranch:
                 await state.reload(sink)
+            except ROLLED_BACK as e:
+                delay = backoff(attempt + 1, base=1.0, cap=30.0)
+                log.warning("%s: block %d not repaired (%s: %s); trying again in %.0fs",
+                            chain.name, block, type(e).__name__, e, delay)
+                await asyncio.sleep(delay)
         again = UnitCheck(unit, [], 0, unproven) if unproven else await check_unit(
             catalog, fetcher, db, unit, state.children, prover)
         after = UnitCheck(found.unit, after.differences + again.differences,

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from tests.integration.test_end_to_end import compare
@@ -205,3 +206,44 @@ def test_the_live_tail_rides_out_a_restart_and_repairs_a_reorg_after_it(
     assert "replaced (depth 2)" in text
     assert "Traceback" not in text
     compare(deployed, db)
+
+
+def test_a_reindex_whose_replace_times_out_on_a_lock_tries_again_and_ends_equal(
+    chain: Deployed, database_url: str
+):
+    """The replace of a unit waits on a lock held elsewhere past its timeout (2 x the lease
+    TTL, at least 10 s): the server cancels it, nothing of it went in, and the reindex says so
+    and does the unit again once the lock is let go."""
+    from tests.support.cli import indexer
+
+    env = env_for(database_url, chain.url, INDEXER_LEASE_TTL="1")
+    assert indexer(["run", "--chain", "anvil", "--once"], env).code == 0
+    locked, release = threading.Event(), threading.Event()
+
+    async def hold() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            async with conn.transaction():
+                await conn.execute("LOCK TABLE chaindata.demo_token_transfer_c31337_p0"
+                                   " IN ACCESS EXCLUSIVE MODE")
+                locked.set()
+                while not release.is_set():
+                    await asyncio.sleep(0.1)
+        finally:
+            await conn.close()
+
+    holder = threading.Thread(target=asyncio.run, args=(hold(),))
+    holder.start()
+    try:
+        assert locked.wait(30)
+        timer = threading.Timer(13.0, release.set)  # past one 10 s timeout and its back-off
+        timer.start()
+        res = indexer(["reindex", "--chain", "anvil", "--contract", "DemoToken",
+                       "--event", "Transfer"], env, timeout=120)
+    finally:
+        release.set()
+        holder.join(30)
+    assert res.code == 0, res.err
+    assert "not replaced (QueryCanceledError" in res.err, res.err
+    assert "re-indexed" in res.err
+    compare(chain, database_url)
