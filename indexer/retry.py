@@ -31,17 +31,21 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-__all__ = ["DATABASE_DOWN", "TRANSIENT", "Patience", "backoff", "database_down", "is_transient",
+__all__ = ["DATABASE_DOWN", "ROLLED_BACK", "TRANSIENT", "Patience", "backoff", "database_down", "is_transient",
            "patiently"]
+
+# Postgres cancelled a statement (statement_timeout, a stall ended by another worker) or chose
+# a victim: the transaction rolled back, nothing of it went in, and it may be done again.
+ROLLED_BACK: tuple[type[Exception], ...] = (
+    asyncpg.QueryCanceledError, asyncpg.IdleInTransactionSessionTimeoutError,
+    asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError, asyncpg.SerializationError,
+)
 
 # The classes a retry loop catches; ``is_transient`` then tells the ones that are not.
 TRANSIENT: tuple[type[BaseException], ...] = (
     RpcError,
     *DATABASE_DOWN,
-    # Postgres cancelled a statement (statement_timeout, a stall ended by another worker) or
-    # chose a victim: the transaction rolled back.
-    asyncpg.QueryCanceledError, asyncpg.IdleInTransactionSessionTimeoutError,
-    asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError, asyncpg.SerializationError,
+    *ROLLED_BACK,
     # The network, and the lease board (Redis, or the --workers parent over HTTP).
     aiohttp.ClientError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
 )

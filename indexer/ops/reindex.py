@@ -19,12 +19,12 @@ from indexer.chain.state import ChainState
 from indexer.config import ChainConfig
 from indexer.ops.attach import attach
 from indexer.plan import Unit, pieces, redo
-from indexer.retry import backoff
+from indexer.retry import ROLLED_BACK, backoff
 from indexer.rpc.client import RpcClient
 from indexer.sink.api import Batch, StaleBranch
 from indexer.sink.database import Database
 from indexer.sink.postgres import PostgresSink
-from indexer.sink.replace import ROLLED_BACK, replace
+from indexer.sink.replace import replace
 from indexer.sink.tables import ensure_event_tables
 from indexer.types import BlockRange
 

@@ -15,13 +15,6 @@ from indexer.sink.api import Batch, StaleBranch
 from indexer.sink.database import Database, chain_lock_key, table_exists
 from indexer.sink.tables import ensure_partitions
 
-# The server ended the transaction (its timeout while waiting on a lock, a deadlock): nothing of
-# it went in, and the caller does it again.
-ROLLED_BACK: tuple[type[Exception], ...] = (
-    asyncpg.QueryCanceledError, asyncpg.IdleInTransactionSessionTimeoutError,
-    asyncpg.DeadlockDetectedError, asyncpg.LockNotAvailableError,
-)
-
 
 async def replace(db: Database, conn: asyncpg.Connection, chain_id: int, span: int,
                   columns: Mapping[str, Sequence[str]], batch: Batch,

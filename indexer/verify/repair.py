@@ -12,10 +12,10 @@ from indexer.chain.catalog import Catalog
 from indexer.chain.fetch import Fetcher
 from indexer.chain.state import ChainState
 from indexer.plan import Unit
-from indexer.retry import backoff
+from indexer.retry import ROLLED_BACK, backoff
 from indexer.sink.api import Batch, Sink, StaleBranch
 from indexer.sink.database import Database
-from indexer.sink.replace import ROLLED_BACK, replace
+from indexer.sink.replace import replace
 from indexer.types import BlockRange
 from indexer.verify.check import UnitCheck, chain_rows, check_unit
 from indexer.verify.proof import ProofFailure
