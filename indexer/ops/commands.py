@@ -97,11 +97,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _migrate(settings: Settings) -> int:
-    from indexer.ops.pgembed import database_url
-    from indexer.sink.database import Database
+    from indexer.ops.pgembed import connect
 
-    db = await Database.connect(database_url(settings), settings.schema, max_size=1,
-                                tx_timeout=settings.tx_timeout, pooler=settings.db_pooler)
+    db = await connect(settings, max_size=1)
     try:
         applied = await db.migrate()
     finally:
@@ -112,8 +110,7 @@ async def _migrate(settings: Settings) -> int:
 
 async def _reset(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.config import load_chain, resolve_chain
-    from indexer.ops.pgembed import database_url
-    from indexer.sink.database import Database
+    from indexer.ops.pgembed import connect
 
     chain = load_chain(resolve_chain(args.chain))
     if not args.yes:
@@ -121,8 +118,7 @@ async def _reset(args: argparse.Namespace, settings: Settings) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing deleted")
             return 1
-    db = await Database.connect(database_url(settings), settings.schema, max_size=1,
-                                tx_timeout=settings.tx_timeout, pooler=settings.db_pooler)
+    db = await connect(settings, max_size=1)
     try:
         await db.migrate()
         deleted = await db.reset_chain(chain.chain_id)
@@ -143,14 +139,12 @@ async def _reset(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _reindex(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.config import load_chain, resolve_chain
-    from indexer.ops.pgembed import database_url
+    from indexer.ops.pgembed import connect
     from indexer.ops.reindex import reindex_command
     from indexer.rpc.client import RpcClient
-    from indexer.sink.database import Database
 
     chain = load_chain(resolve_chain(args.chain))
-    db = await Database.connect(database_url(settings), settings.schema, max_size=2,
-                                tx_timeout=settings.tx_timeout, pooler=settings.db_pooler)
+    db = await connect(settings, max_size=2)
     try:
         await db.migrate()
         async with RpcClient(chain.rpc, chain=chain.name, timeout=settings.rpc_timeout) as rpc:
@@ -162,16 +156,14 @@ async def _reindex(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.config import load_chain, resolve_chain
-    from indexer.ops.pgembed import database_url
+    from indexer.ops.pgembed import connect
     from indexer.ops.verify import verify_command
     from indexer.rpc.client import RpcClient
-    from indexer.sink.database import Database
 
     chain = load_chain(resolve_chain(args.chain))
     # Another endpoint than the one that most likely served the rows, when there are several.
     endpoints = chain.rpc[1:] + chain.rpc[:1]
-    db = await Database.connect(database_url(settings), settings.schema, max_size=6,
-                                tx_timeout=settings.tx_timeout, pooler=settings.db_pooler)
+    db = await connect(settings, max_size=6)
     try:
         await db.migrate()
         async with RpcClient(endpoints, chain=chain.name, timeout=settings.rpc_timeout) as rpc:
@@ -183,9 +175,8 @@ async def _verify(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _prune(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.config import load_chain, resolve_chain
-    from indexer.ops.pgembed import database_url
+    from indexer.ops.pgembed import connect
     from indexer.ops.prune import prune_command
-    from indexer.sink.database import Database
 
     chain = load_chain(resolve_chain(args.chain))
     what = args.contract + (f" {args.event}" if args.event else "")
@@ -194,8 +185,7 @@ async def _prune(args: argparse.Namespace, settings: Settings) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing deleted")
             return 1
-    db = await Database.connect(database_url(settings), settings.schema, max_size=1,
-                                tx_timeout=settings.tx_timeout, pooler=settings.db_pooler)
+    db = await connect(settings, max_size=1)
     try:
         await db.migrate()
         return await prune_command(chain, db, args.contract, args.event)

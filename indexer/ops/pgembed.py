@@ -8,9 +8,13 @@ import logging
 import subprocess
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from indexer.settings import Settings
+
+if TYPE_CHECKING:
+    from indexer.sink.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,15 @@ def database_url(settings: Settings) -> str:
     log.info("DATABASE_URL is not set: using the embedded Postgres in %s",
              (DEFAULT_HOME / "pgdata").resolve())
     return url
+
+
+async def connect(settings: Settings, max_size: int) -> Database:
+    """A command's pool on the database in use (``database_url``): through a pooler or not as
+    ``INDEXER_DB_POOLER`` says, writing transactions bounded by ``settings.tx_timeout``."""
+    from indexer.sink.database import Database
+
+    return await Database.connect(database_url(settings), settings.schema, max_size=max_size,
+                                  tx_timeout=settings.tx_timeout, pooler=settings.db_pooler)
 
 
 def redact_url(url: str) -> str:

@@ -15,7 +15,7 @@ from indexer.chain.coverage import EventProgress, event_progress
 from indexer.config import ChainConfig, ConfigError, load_chain, resolve_chain
 from indexer.lease.board import LIVE_GROUP, LeaseBoard
 from indexer.ops.attach import attach
-from indexer.ops.pgembed import database_url
+from indexer.ops.pgembed import connect
 from indexer.plan import covered_until, todo, watermark
 from indexer.rpc.client import RpcClient
 from indexer.rpc.errors import RpcError
@@ -114,8 +114,7 @@ async def chain_report(db: Database, chain: ChainConfig | None, chain_id: int, n
 
 
 async def status(chains: Sequence[str] | None, *, as_json: bool, settings: Settings) -> int:
-    db = await Database.connect(database_url(settings), settings.schema, max_size=2,
-                                pooler=settings.db_pooler)
+    db = await connect(settings, max_size=2)
     board: LeaseBoard | None = None
     try:
         await db.migrate()
