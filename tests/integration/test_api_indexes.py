@@ -66,7 +66,6 @@ async def test_a_new_table_has_the_index_on_every_partition_from_the_start(db: D
     assert await complete_api_indexes(db) == Built(0, 0)  # nothing left to do
 
 
-
 async def _old_table(db: Database) -> None:
     """The table as an earlier release made it: no API index."""
     async with db.pool.acquire() as conn:
@@ -74,6 +73,7 @@ async def _old_table(db: Database) -> None:
         await conn.execute("INSERT INTO indexer.event_tables (table_name, contract, event,"
                            " signature, columns) VALUES ($1, 'Token', 'Transfer', 'T', '[]')",
                            TABLE.name)
+
 
 async def test_a_table_made_before_the_index_gets_it_without_a_rebuild_of_the_table(db: Database):
     # The table as an earlier release made it: no API index, partitions holding rows.
